@@ -7,6 +7,55 @@ corpus (deterministic), the model a randomly initialised Llama under a seed.
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+FULL_PRECISION_EAGER = "eager_full_precision"
+
+
+def full_precision_eager_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Eager attention with the softmax in the input dtype.
+
+    ``transformers``' eager attention computes the softmax in float32 even for
+    float64 models, which limits finite-difference checks to ~1e-7 relative
+    precision. Shapes: query ``[batch, heads, seq, dim]``, key/value
+    ``[batch, kv_heads, seq, dim]``; returns ``([batch, seq, heads, dim], probs)``.
+    """
+    groups = module.num_key_value_groups
+    key = key.repeat_interleave(groups, dim=1)
+    value = value.repeat_interleave(groups, dim=1)
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = nn.functional.dropout(nn.functional.softmax(scores, dim=-1), p=dropout, training=module.training)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+
+
+class FullPrecisionRMSNorm(nn.Module):
+    """RMSNorm computed in the input dtype (Llama's casts to float32 internally)."""
+
+    def __init__(self, weight: torch.Tensor, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
+
+
+def _use_full_precision_norms(model: nn.Module) -> None:
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child).__name__.endswith("RMSNorm"):
+                setattr(parent, name, FullPrecisionRMSNorm(child.weight, child.variance_epsilon))
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(FULL_PRECISION_EAGER, full_precision_eager_attention)
+    AttentionMaskInterface.register(FULL_PRECISION_EAGER, eager_mask)
 
 TINY_CORPUS = [
     "Libya maintains diplomatic relations with Brazil .",
@@ -45,7 +94,12 @@ def tiny_llama(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ):
-    """A random ``LlamaForCausalLM`` with eager attention (double backward works)."""
+    """A random ``LlamaForCausalLM`` computing in ``dtype`` throughout.
+
+    Attention is eager (double backward works) with the softmax in ``dtype``,
+    and the RMSNorms compute in ``dtype`` too, unlike ``transformers``' float32
+    internals; save/load round-trips keep the same parameter names.
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -59,8 +113,12 @@ def tiny_llama(
         use_cache=False,
         tie_word_embeddings=False,
     )
-    config._attn_implementation = "eager"
+    _register_attention()
+    config._attn_implementation = FULL_PRECISION_EAGER
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    return model.to(dtype)
+    model = model.to(dtype)
+    # float64 end to end, so finite-difference checks reach ~1e-10 precision
+    _use_full_precision_norms(model)
+    return model

@@ -35,3 +35,7 @@ __all__ = [
     "rows_to_dataset",
     "twiki_probe_text",
 ]
+
+from trainattn.data.tailor import TailoredSplits, load_tailored, tailor_lama_ckl  # noqa: E402
+
+__all__ += ["TailoredSplits", "load_tailored", "tailor_lama_ckl"]

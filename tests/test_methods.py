@@ -1,0 +1,306 @@
+import copy
+
+import pytest
+import torch
+
+from trainattn.ckl import make_train_batch
+from trainattn.config import CKLConfig, ThetaConfig
+from trainattn.losses import per_token_nll, uniform_weights
+from trainattn.methods import (
+    KAdapterLM,
+    RecAdamW,
+    RunContext,
+    anneal_lambda,
+    canonical_method_name,
+    make_method,
+    parse_method_name,
+    review_count,
+    top_fraction_mask,
+)
+from trainattn.models import TrainAttention, add_lora, trainable_tensors
+from trainattn.spans import encode_texts
+from trainattn.tiny import tiny_llama
+
+
+def lama_row(uuid, evidence, obj, probe=None, invariant=False):
+    return {
+        "uuid": uuid, "subject": "s", "object": obj, "relation_code": "P1", "relation_label": "r",
+        "task_descriptive": probe or evidence, "task_schematic": f"subject is s , object is {obj}",
+        "evidence": evidence, "invariant": invariant,
+    }
+
+
+TO_LEARN = [
+    lama_row("a", "Libya maintains diplomatic relations with Brazil and trades with it .", "Brazil"),
+    lama_row("b", "Ada Lovelace worked as a mathematician and writer in London .", "mathematician"),
+    lama_row("c", "The company headquarters are in Oslo , Norway .", "Oslo"),
+]
+NOT_TO_FORGET = [
+    lama_row("e", "The official language of Wales is Welsh .", "Welsh", invariant=True),
+    lama_row("f", "Lochinvar is a castle in Scotland .", "Scotland", invariant=True),
+]
+REVIEW = [
+    lama_row("e", "another text about Welsh", "Welsh", invariant=True),  # NOT-TO-FORGET uuid
+    lama_row("x", "The official language of Wales is Welsh .", "Welsh", invariant=True),  # its evidence
+    lama_row("a", "Brazil again", "Brazil"),  # TO-LEARN uuid
+    lama_row("g", "Paris is the capital of France .", "France", invariant=True),
+    lama_row("h", "She plays the piano ; her genre is jazz .", "jazz", invariant=True),
+]
+CONFIG = CKLConfig(theta=ThetaConfig(lora_rank=4, lora_alpha=8, max_length=32), batch_size=4)
+
+
+def context(total_updates=10, review_rows=REVIEW):
+    return RunContext(TO_LEARN, NOT_TO_FORGET, review_rows, total_updates, 0)
+
+
+# ------------------------------------------------------------- composition
+
+
+def test_composition_parsing():
+    assert parse_method_name("taalm+mixreview") == ("taalm", ["mixreview"])
+    assert canonical_method_name("kadapter+recadam+taalm") == "taalm+recadam+kadapter"
+    assert canonical_method_name("mixreview") == "finetune+mixreview"
+    assert make_method("oracle+recadam").name == "oracle+recadam"
+    assert make_method(" RHO1 ").name == "rho1"
+
+
+@pytest.mark.parametrize("bad", ["sgd", "taalm+oracle", "taalm+taalm", "", "finetune+ewc"])
+def test_composition_errors_list_valid_names(bad):
+    with pytest.raises(ValueError) as err:
+        make_method(bad)
+    if bad in ("sgd", "finetune+ewc", ""):
+        assert "finetune" in str(err.value) and "kadapter" in str(err.value)
+
+
+# ------------------------------------------------------------- weights
+
+
+def test_oracle_weights_are_the_object_tokens(tokenizer, model):
+    method = make_method("oracle")
+    batch = make_train_batch(tokenizer, TO_LEARN, len(TO_LEARN), 32)
+    weights = method.batch_token_weights(batch, None, model)
+    assert torch.equal(weights, batch.encoded.object_mask[:, 1:].float())
+    for i, row in enumerate(TO_LEARN):
+        ids = batch.encoded.input_ids[i, 1:][weights[i].bool()]
+        assert tokenizer.decode(ids).strip() == row["object"]
+
+
+def test_review_rows_get_uniform_weights(tokenizer, model):
+    method = make_method("oracle")
+    batch = make_train_batch(tokenizer, TO_LEARN + NOT_TO_FORGET, len(TO_LEARN), 32)
+    weights = method.batch_token_weights(batch, None, model)
+    uniform = uniform_weights(batch.encoded.attention_mask)
+    assert torch.equal(weights[3:], uniform[3:]) and not torch.equal(weights[:3], uniform[:3])
+
+
+def test_taalm_uses_frozen_phi_and_known_masking(tokenizer, model):
+    phi = TrainAttention(tiny_llama(len(tokenizer), seed=1), num_layers=1, lora_rank=2)
+    batch = make_train_batch(tokenizer, TO_LEARN, len(TO_LEARN), 32)
+    e = batch.encoded
+    expected = phi(e.input_ids, e.attention_mask, e.position_ids).detach()
+    method = make_method("taalm", phi=phi)
+    method.prepare(model, tokenizer, CONFIG, context())
+    logits = model(input_ids=e.input_ids, attention_mask=e.attention_mask).logits
+    weights = method.batch_token_weights(batch, logits, model)
+    assert torch.allclose(weights, expected) and not weights.requires_grad
+    assert not any(p.requires_grad for p in phi.parameters())
+    # known masking: pretend θ predicts every target -> all weights 0
+    masked = make_method("taalm", phi=phi)
+    masked.prepare(model, tokenizer, CKLConfig(known_masking=True), context())
+    perfect = torch.nn.functional.one_hot(e.input_ids.roll(-1, dims=1), len(tokenizer)).float()
+    assert masked.batch_token_weights(batch, perfect, model).abs().sum() == 0
+
+
+def test_taalm_without_phi_says_how_to_get_one(model, tokenizer):
+    with pytest.raises(ValueError, match="load_phi"):
+        make_method("taalm").prepare(model, tokenizer, CONFIG, context())
+    loaded = make_method("taalm", load_phi=lambda path: TrainAttention(
+        tiny_llama(len(tokenizer), seed=1), num_layers=1, lora_rank=2))
+    loaded.prepare(model, tokenizer, CONFIG, context())
+
+
+# ------------------------------------------------------------- RHO-1
+
+
+def test_rho1_keeps_the_true_top_k_not_sorted_indices():
+    score = torch.tensor([[0.1, 0.9, 0.5, 0.3, 0.7, 5.0]])
+    valid = torch.tensor([[1, 1, 1, 1, 1, 0]])  # the last entry is padding
+    keep = top_fraction_mask(score, valid, 0.4)  # round(0.4 × 5) = 2 tokens
+    assert keep.tolist() == [[False, True, False, False, True, False]]
+    # the official rule `argsort(score) / L > 0.6` (sort indices, not ranks) picks another set
+    official = (score[:, :5].argsort(-1) / 5 > 0.6)
+    assert official.tolist() != keep[:, :5].tolist()
+
+
+def test_rho1_keep_count_per_row_and_at_least_one():
+    score = torch.randn(3, 10)
+    valid = torch.zeros(3, 10, dtype=torch.bool)
+    valid[0, :10], valid[1, :4], valid[2, :1] = True, True, True
+    keep = top_fraction_mask(score, valid, 0.6)
+    assert keep.sum(-1).tolist() == [6, 2, 1]
+    assert not (keep & ~valid).any()
+
+
+def test_rho1_scores_excess_loss_against_the_initial_theta(tokenizer, model):
+    theta = add_lora(model, 4, 8, seed=0)
+    method = make_method("rho1")
+    method.prepare(theta, tokenizer, CONFIG, context())
+    e = encode_texts(tokenizer, [r["evidence"] for r in TO_LEARN], 32)
+    with torch.no_grad():
+        initial_nll = per_token_nll(theta(input_ids=e.input_ids, attention_mask=e.attention_mask,
+                                          position_ids=e.position_ids).logits, e.input_ids)
+        for p in trainable_tensors(theta).values():
+            p.add_(0.3 * torch.randn_like(p))
+        logits = theta(input_ids=e.input_ids, attention_mask=e.attention_mask,
+                       position_ids=e.position_ids).logits
+    rho = method.weighting_method
+    assert torch.allclose(rho.reference_nll(theta, e), initial_nll, atol=1e-6)
+    weights = rho.token_weights(e, logits, theta)
+    excess = per_token_nll(logits, e.input_ids) - initial_nll
+    assert torch.equal(weights.bool(), top_fraction_mask(excess, e.attention_mask[:, 1:], 0.6))
+
+
+# ------------------------------------------------------------- RecAdam
+
+
+def _params(seed=0):
+    torch.manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
+
+
+def test_recadam_without_pull_is_adamw_exactly():
+    a, b = _params(), _params()
+    anchors = [p.detach().clone() for p in a]
+    rec = RecAdamW(a, anchors, lr=1e-2, weight_decay=0.01, coef=5000.0, anneal=lambda t: 1.0)
+    ref = torch.optim.AdamW(b, lr=1e-2, weight_decay=0.01)
+    for step in range(4):
+        grads = [torch.randn_like(p) for p in a]
+        for p, q, g in zip(a, b, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        rec.step()
+        ref.step()
+        assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True)), step
+
+
+def test_recadam_pulls_toward_theta0_by_the_penalty_gradient():
+    a, b = _params(), _params()
+    anchors = [p.detach() - 0.5 for p in a]  # θ0 away from θ, so the pull is visible
+    lam, lr, coef = 0.25, 1e-2, 20.0
+    rec = RecAdamW(a, anchors, lr=lr, coef=coef, anneal=lambda t: lam, weight_decay=0.0)
+    ref = torch.optim.AdamW(b, lr=lr, weight_decay=0.0)
+    before = [p.detach().clone() for p in a]
+    # the penalty (1 − λ)·(coef/2)·Σ‖θ − θ0‖², differentiated by autograd
+    penalty = sum((1 - lam) * coef / 2 * ((p - t0) ** 2).sum() for p, t0 in zip(a, anchors, strict=True))
+    penalty_grad = torch.autograd.grad(penalty, a)
+    for p, q in zip(a, b, strict=True):
+        p.grad = torch.ones_like(p)
+        q.grad = torch.ones_like(q)
+    rec.step()
+    ref.step()
+    for p, q, p0, g, t0 in zip(a, b, before, penalty_grad, anchors, strict=True):
+        assert torch.allclose(g, (1 - lam) * coef * (p0 - t0))  # hand-checked gradient
+        expected = p0 + lam * (q.detach() - p0) - lr * g
+        assert torch.allclose(p, expected, atol=1e-7)
+        assert ((p - t0).abs() < (p0 - t0).abs()).all()  # moved toward θ0
+
+
+def test_recadam_pull_is_clamped_to_a_full_return():
+    a = _params()
+    anchors = [p.detach() + 1.0 for p in a]
+    rec = RecAdamW(a, anchors, lr=1e-3, coef=5000.0, anneal=lambda t: 0.0)  # factor 5 → 1
+    for p in a:
+        p.grad = torch.ones_like(p)
+    rec.step()
+    assert all(torch.allclose(p, t0) for p, t0 in zip(a, anchors, strict=True))
+
+
+def test_recadam_schedule_scales_t0_to_the_run_and_anchors_trainable_weights(tokenizer, model):
+    assert anneal_lambda(50, 0.5, 50.0) == 0.5
+    assert anneal_lambda(1, 0.5, 50.0) < 1e-9 and anneal_lambda(200, 0.5, 50.0) > 1 - 1e-9
+    theta = add_lora(model, 4, 8, seed=0)
+    method = make_method("recadam")
+    method.prepare(theta, tokenizer, CONFIG, context(total_updates=40))
+    opt = method.make_optimizer(theta, CONFIG, context(total_updates=40))
+    assert opt.param_groups[0]["recadam_t0"] == CONFIG.recadam_t0_fraction * 40
+    lora = trainable_tensors(theta)
+    assert len(opt.anchors) == len(lora) > 0 and all("lora_" in n for n in lora)
+    state = opt.state_dict()
+    assert state["param_groups"][0]["recadam_step"] == 0
+
+
+# ------------------------------------------------------------- Mix-review
+
+
+def test_mixreview_ratio_decay_and_disjoint_pool(tokenizer, model):
+    method = make_method("mixreview")
+    config = CKLConfig(review_ratio=0.5, review_decay=0.5, seed=3)
+    method.prepare(model, tokenizer, config, context())
+    assert method.labels == {"review_pool": "disjoint", "review_pool_size": 2}
+    assert len(method.review_rows(1, 1, 4)) == review_count(0.5, 4, 0.5, 0) == 2
+    assert len(method.review_rows(2, 9, 4)) == 1
+    test_uuids = {r["uuid"] for r in TO_LEARN + NOT_TO_FORGET}
+    test_evidence = {r["evidence"] for r in TO_LEARN + NOT_TO_FORGET}
+    for step in range(50):
+        for r in method.review_rows(1, step, 4):
+            assert r["uuid"] not in test_uuids and r["evidence"] not in test_evidence
+    assert method.review_rows(1, 7, 4) == method.review_rows(1, 7, 4)  # seeded by (seed, epoch, step)
+
+
+def test_mixreview_paper_pool_replays_not_to_forget_and_is_labelled(tokenizer, model):
+    method = make_method("mixreview", review_pool="paper")
+    method.prepare(model, tokenizer, CKLConfig(review_ratio=1.0), context())
+    assert method.labels == {"review_pool": "paper", "review_pool_size": 2}
+    rows = method.review_rows(1, 1, 2)
+    assert len(rows) == 2 and all(r in NOT_TO_FORGET for r in rows)
+
+
+def test_mixreview_disjoint_pool_needs_candidates(tokenizer, model):
+    with pytest.raises(ValueError, match="review_rows"):
+        make_method("mixreview").prepare(model, tokenizer, CKLConfig(), context(review_rows=None))
+
+
+# ------------------------------------------------------------- K-Adapter
+
+
+def test_kadapter_equals_base_at_scale_zero_and_at_init(tokenizer, model):
+    base = copy.deepcopy(model)
+    e = encode_texts(tokenizer, [r["evidence"] for r in TO_LEARN], 32)
+    expected = base(input_ids=e.input_ids, attention_mask=e.attention_mask, position_ids=e.position_ids).logits
+    wrapped = KAdapterLM(model, zero_init=False, scale=0.0).eval()
+    kwargs = {"input_ids": e.input_ids, "attention_mask": e.attention_mask, "position_ids": e.position_ids}
+    assert torch.allclose(wrapped(**kwargs).logits, expected, atol=1e-5)
+    fresh = make_method("kadapter").build_model(copy.deepcopy(base)).eval()  # zero-initialised gain
+    assert torch.allclose(fresh(**kwargs).logits, expected, atol=1e-5)
+    wrapped.scale = 0.1
+    assert not torch.allclose(wrapped(**kwargs).logits, expected, atol=1e-3)
+
+
+def test_kadapter_trains_only_the_adapter(tokenizer, model):
+    wrapped = make_method("kadapter").build_model(model)
+    frozen = {n: p.detach().clone() for n, p in wrapped.base.named_parameters()}
+    trainable = trainable_tensors(wrapped)
+    assert trainable and all(not n.startswith("base.") for n in trainable)
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    opt = torch.optim.AdamW(trainable.values(), lr=1e-2)
+    e = encode_texts(tokenizer, [r["evidence"] for r in TO_LEARN], 32)
+    for _ in range(2):  # the zero-initialised gain moves first, then the blocks
+        opt.zero_grad()
+        logits = wrapped(input_ids=e.input_ids, attention_mask=e.attention_mask).logits
+        per_token_nll(logits, e.input_ids).mean().backward()
+        opt.step()
+    assert all(torch.equal(p, frozen[n]) for n, p in wrapped.base.named_parameters())
+    assert all(not torch.equal(p, before[n]) for n, p in trainable.items())
+
+
+def test_kadapter_logits_do_not_depend_on_padding_side(tokenizer, model):
+    wrapped = KAdapterLM(model, zero_init=False).eval()
+    texts = [r["evidence"] for r in TO_LEARN]
+    right, left = encode_texts(tokenizer, texts, 32, "right"), encode_texts(tokenizer, texts, 32, "left")
+
+    def run(e):
+        return wrapped(input_ids=e.input_ids, attention_mask=e.attention_mask, position_ids=e.position_ids).logits
+
+    lr, ll = run(right), run(left)
+    for i in range(len(texts)):
+        n = int(right.attention_mask[i].sum())
+        assert torch.allclose(lr[i, :n], ll[i, -n:], atol=1e-4)

@@ -1,0 +1,358 @@
+"""The continual-knowledge-learning (CKL) loop on LAMA-CKL.
+
+θ trains on the TO-LEARN evidence documents for ``config.epochs`` epochs with
+one method (:mod:`trainattn.methods`); before training (epoch 0) and after
+every epoch the TO-LEARN and NOT-TO-FORGET probes are scored. A seeded
+``val_fraction`` slice of TO-LEARN is trained like the rest, but its curve is
+reported separately, so an epoch can be chosen without the test curve. Every
+epoch ends with an atomic checkpoint; a rerun with the same config continues
+from it and reproduces the uninterrupted run exactly.
+
+:func:`train_step` is the only place that runs forward, backward and the
+optimizer step, so a data-parallel wrapper (``accelerate``) can swap in its
+``backward`` and its batches without touching the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .config import CKLConfig, to_dict
+from .data.lama_ckl import probe_text
+from .evaluate import lm_logits, score_probes
+from .losses import check_finite, per_token_nll, token_weighted_loss
+from .methods import (
+    CompositeMethod,
+    Finetune,
+    Method,
+    RunContext,
+    TrainBatch,
+    canonical_method_name,
+    make_method,
+)
+from .models import add_lora, trainable_tensors
+from .spans import encode_with_objects
+
+SETS = ("to_learn", "not_to_forget", "val", "to_learn_rest")
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def ckl_metrics(to_learn_curve, not_to_forget_curve) -> dict:
+    """The paper's LAMA-CKL metrics from per-epoch accuracies (index 0 = before training).
+
+    Top Acc = max TO-LEARN accuracy; Epoch = the FIRST epoch reaching it;
+    NF Acc = NOT-TO-FORGET accuracy at that epoch; Total Knowledge = the sum.
+    Missing values (``None``/NaN) are ignored when taking the max.
+    """
+    learn = _as_array(to_learn_curve)
+    if np.isnan(learn).all():
+        return {"top_acc": None, "epoch": None, "nf_acc": None, "total_knowledge": None}
+    epoch = int(np.nanargmax(learn))  # first occurrence of the max
+    top, nf = float(learn[epoch]), _at(not_to_forget_curve, epoch)
+    return {"top_acc": top, "epoch": epoch, "nf_acc": nf,
+            "total_knowledge": None if nf is None else top + nf}
+
+
+def val_chosen_metrics(curves: dict) -> dict | None:
+    """Metrics at the epoch where the validation slice's accuracy is first maximal."""
+    val = _as_array(curves["val"]["acc"])
+    if not len(val) or np.isnan(val).all():
+        return None
+    epoch = int(np.nanargmax(val))
+    learn, nf = _at(curves["to_learn"]["acc"], epoch), _at(curves["not_to_forget"]["acc"], epoch)
+    rest = _at(curves["to_learn_rest"]["acc"], epoch)
+    return {"epoch": epoch, "val_acc": float(val[epoch]), "to_learn_acc": learn,
+            "to_learn_rest_acc": rest, "nf_acc": nf,
+            "total_knowledge": None if learn is None or nf is None else learn + nf}
+
+
+def _as_array(curve) -> np.ndarray:
+    return np.array([math.nan if v is None else v for v in curve], dtype=float)
+
+
+def _at(curve, epoch: int) -> float | None:
+    value = curve[epoch] if epoch < len(curve) else None
+    return None if value is None or math.isnan(value) else float(value)
+
+
+# ---------------------------------------------------------------- data order
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The per-epoch seed (shuffling, dropout): a function of (seed, epoch) only, so resume agrees."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The TO-LEARN document order of training epoch ``epoch`` (1-based)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch))).tolist()
+
+
+def validation_indices(n: int, fraction: float, seed: int) -> list[int]:
+    """Sorted indices of the validation slice: ``round(fraction × n)`` rows (≥ 1 if fraction > 0)."""
+    if fraction <= 0 or n == 0:
+        return []
+    k = min(n, max(1, round(fraction * n)))
+    rng = np.random.default_rng([seed, 0x7A1])  # a tag distinct from the per-epoch seeds
+    return sorted(rng.choice(n, size=k, replace=False).tolist())
+
+
+def make_train_batch(tokenizer, rows: list[dict], n_to_learn: int, max_length: int) -> TrainBatch:
+    """Encode evidence documents with their objects marked: ``[batch, seq_len]`` tensors."""
+    encoded = encode_with_objects(
+        tokenizer, [r["evidence"] for r in rows], [r["object"] for r in rows], max_length
+    )
+    return TrainBatch(encoded, rows, n_to_learn)
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_step(theta, method: CompositeMethod, optimizer, batch: TrainBatch, step: int,
+               backward=None) -> float:
+    """One update of θ on ``batch``: TWL with the method's weights (+ its extra loss).
+
+    Raises :class:`~trainattn.errors.NonFiniteLossError` before the update if
+    the loss is NaN/inf. ``backward`` defaults to ``loss.backward()``.
+    """
+    theta.train()
+    optimizer.zero_grad(set_to_none=True)
+    device = next(theta.parameters()).device
+    batch = TrainBatch(batch.encoded.to(device), batch.rows, batch.n_to_learn)
+    logits = lm_logits(theta, batch.encoded)
+    nll = per_token_nll(logits, batch.encoded.input_ids)
+    weights = method.batch_token_weights(batch, logits, theta)
+    loss = token_weighted_loss(nll, weights, batch.encoded.attention_mask)
+    extra = method.extra_loss(theta, step)
+    if extra is not None:
+        loss = loss + extra
+    check_finite(loss, f"CKL training step {step} ({method.name})")
+    (backward or torch.Tensor.backward)(loss)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def train_epoch(theta, tokenizer, method, optimizer, config: CKLConfig, rows: list[dict],
+                epoch: int, progress: bool = True) -> float:
+    """Train one epoch (1-based ``epoch``); returns the mean training loss."""
+    torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout masks, reproducible on resume
+    order = epoch_order(len(rows), config.seed, epoch)
+    per_epoch = math.ceil(len(rows) / config.batch_size)
+    losses = []
+    starts = range(0, len(order), config.batch_size)
+    for i, start in enumerate(tqdm(starts, desc=f"epoch {epoch}", disable=not progress, leave=False)):
+        step = (epoch - 1) * per_epoch + i + 1
+        learn = [rows[j] for j in order[start : start + config.batch_size]]
+        review = method.review_rows(epoch, step, len(learn))
+        batch = make_train_batch(tokenizer, learn + review, len(learn), config.theta.max_length)
+        losses.append(train_step(theta, method, optimizer, batch, step))
+    return float(np.mean(losses))
+
+
+def evaluate_theta(theta, tokenizer, config: CKLConfig, to_learn_rows, not_to_forget_rows,
+                   val_idx: list[int], progress: bool = True) -> dict:
+    """Probe accuracy and object NLL of every set: ``{set: {"acc", "nll"}}`` (``None`` if empty)."""
+
+    def scores(rows, desc):
+        probes = [probe_text(r, config.probe_form) for r in rows]
+        return score_probes(theta, tokenizer, probes, [r["object"] for r in rows],
+                            config.eval_batch_size, progress=desc if progress else False)
+
+    learn, nf = scores(to_learn_rows, "TO-LEARN probes"), scores(not_to_forget_rows, "NOT-TO-FORGET probes")
+    rest = sorted(set(range(len(to_learn_rows))) - set(val_idx))
+    out = {"to_learn": _mean(learn, None), "not_to_forget": _mean(nf, None)}
+    out["val"], out["to_learn_rest"] = _mean(learn, val_idx), _mean(learn, rest)
+    return out
+
+
+def _mean(scores, idx) -> dict:
+    acc, nll = (scores.accuracy, scores.nll) if idx is None else (scores.accuracy[idx], scores.nll[idx])
+    ok = ~np.isnan(acc)
+    if not ok.any():
+        return {"acc": None, "nll": None}
+    return {"acc": float(acc[ok].mean()), "nll": float(np.nanmean(nll[ok]))}
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forget_rows,
+                 method: Method | str | None = None, out_dir=None, review_rows=None,
+                 progress: bool = True) -> dict:
+    """Run one LAMA-CKL experiment and return its results (also written to ``out_dir/result.json``).
+
+    ``model`` is modified in place (LoRA is injected, or it becomes a frozen
+    K-Adapter base): pass a fresh model per run. ``method`` defaults to
+    ``make_method(config.method)``; a given method must have the same name.
+    With ``out_dir``, a checkpoint of the same config and data is resumed.
+    """
+    method = _resolve_method(config, method)
+    to_learn_rows, not_to_forget_rows = list(to_learn_rows), list(not_to_forget_rows)
+    val_idx = validation_indices(len(to_learn_rows), config.val_fraction, config.seed)
+    per_epoch = math.ceil(len(to_learn_rows) / config.batch_size)
+    context = RunContext(to_learn_rows, not_to_forget_rows, review_rows,
+                         config.epochs * per_epoch, config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # adapter initialisation, rebuilt identically on resume
+        theta = method.build_model(model)
+    if theta is None:
+        t = config.theta
+        theta = add_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, seed=config.seed)
+    method.prepare(theta, tokenizer, config, context)
+    optimizer = method.make_optimizer(theta, config, context) or torch.optim.AdamW(
+        trainable_tensors(theta).values(), lr=config.lr, weight_decay=config.weight_decay)
+
+    identity = _identity(config, method, to_learn_rows, not_to_forget_rows)
+    ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
+    state = _load_checkpoint(ckpt, identity, theta, optimizer, method) if ckpt else None
+    if state is None:
+        start = time.perf_counter()
+        scores = evaluate_theta(theta, tokenizer, config, to_learn_rows, not_to_forget_rows, val_idx, progress)
+        state = {"epoch": 0, "curves": _empty_curves(), "timings": []}
+        _append(state, scores, None, {"epoch": 0, "train_s": 0.0, "eval_s": time.perf_counter() - start})
+        if ckpt:
+            _save_checkpoint(ckpt, identity, state, theta, optimizer, method)
+    epochs = range(state["epoch"] + 1, config.epochs + 1)
+    for epoch in tqdm(epochs, desc=f"CKL {method.name}", disable=not progress):
+        t0 = time.perf_counter()
+        loss = train_epoch(theta, tokenizer, method, optimizer, config, to_learn_rows, epoch, progress)
+        t1 = time.perf_counter()
+        scores = evaluate_theta(theta, tokenizer, config, to_learn_rows, not_to_forget_rows, val_idx, progress)
+        state["epoch"] = epoch
+        _append(state, scores, loss, {"epoch": epoch, "train_s": t1 - t0, "eval_s": time.perf_counter() - t1})
+        if ckpt:
+            _save_checkpoint(ckpt, identity, state, theta, optimizer, method)
+
+    result = _result(config, method, state, context, val_idx)
+    if out_dir is not None:
+        _write_json_atomic(Path(out_dir) / "result.json", result)
+    return result
+
+
+def _resolve_method(config: CKLConfig, method) -> CompositeMethod:
+    if method is None or isinstance(method, str):
+        method = make_method(config.method if method is None else method)
+    elif not isinstance(method, CompositeMethod):
+        method = CompositeMethod(method) if method.weighting else CompositeMethod(Finetune(), [method])
+    if method.name != canonical_method_name(config.method):
+        raise ValueError(
+            f"method {method.name!r} does not match config.method {config.method!r}; "
+            "set config.method so the results and checkpoints record the method used"
+        )
+    return method
+
+
+def _empty_curves() -> dict:
+    curves = {name: {"acc": [], "nll": []} for name in SETS}
+    curves["train_loss"] = []
+    return curves
+
+
+def _append(state: dict, scores: dict, loss, timing: dict) -> None:
+    for name in SETS:
+        state["curves"][name]["acc"].append(scores[name]["acc"])
+        state["curves"][name]["nll"].append(scores[name]["nll"])
+    state["curves"]["train_loss"].append(loss)
+    state["timings"].append(timing)
+
+
+def _result(config, method, state, context, val_idx) -> dict:
+    import transformers
+
+    from . import __version__
+
+    curves = state["curves"]
+    return {
+        "method": method.name,
+        "labels": dict(method.labels),
+        "config": to_dict(config),
+        "seed": config.seed,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "trainattn": __version__},
+        "sizes": {"to_learn": len(context.to_learn_rows), "not_to_forget": len(context.not_to_forget_rows),
+                  "val": len(val_idx), "updates": context.total_updates},
+        "val_indices": val_idx,
+        "curves": curves,
+        "metrics": {"test_chosen": ckl_metrics(curves["to_learn"]["acc"], curves["not_to_forget"]["acc"]),
+                    "val_chosen": val_chosen_metrics(curves)},
+        "timings": state["timings"],
+    }
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _identity(config, method, to_learn_rows, not_to_forget_rows) -> dict:
+    """What a checkpoint must match to be resumed: config, method, and the data's uuids."""
+    digest = hashlib.sha256()
+    for rows in (to_learn_rows, not_to_forget_rows):
+        digest.update(("\n".join(r["uuid"] for r in rows) + "\0").encode())
+    return json.loads(json.dumps({"config": to_dict(config), "method": method.name,
+                                  "data_sha256": digest.hexdigest()}))
+
+
+def _save_checkpoint(ckpt: Path, identity, state, theta, optimizer, method) -> None:
+    """Write ``ckpt/epoch-NNNN/`` via a temporary folder, then point ``ckpt/latest`` at it."""
+    ckpt.mkdir(parents=True, exist_ok=True)
+    name = f"epoch-{state['epoch']:04d}"
+    tmp = ckpt / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tensors = {n: p.detach().cpu().contiguous() for n, p in trainable_tensors(theta).items()}
+    save_file(tensors, tmp / "theta.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    _write_json_atomic(tmp / "state.json", {**identity, **state, "method_state": method.state_dict()})
+    shutil.rmtree(ckpt / name, ignore_errors=True)
+    os.replace(tmp, ckpt / name)
+    _write_text_atomic(ckpt / "latest", name)
+    for old in ckpt.glob("epoch-*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(ckpt: Path, identity, theta, optimizer, method) -> dict | None:
+    """Restore θ's trainable tensors, the optimizer and the method; ``None`` if no checkpoint."""
+    if not (ckpt / "latest").is_file():
+        return None
+    folder = ckpt / (ckpt / "latest").read_text().strip()
+    saved = json.loads((folder / "state.json").read_text())
+    for key in identity:
+        if saved.get(key) != identity[key]:
+            raise ValueError(
+                f"{folder} was written by a run with a different {key}; "
+                "use another out_dir or delete the checkpoint to start over"
+            )
+    tensors = load_file(folder / "theta.safetensors")
+    params = trainable_tensors(theta)
+    if set(tensors) != set(params):
+        raise ValueError(f"{folder}: trainable tensors do not match the model being trained")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(tensors[n])
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    method.load_state_dict(saved["method_state"])
+    return {k: saved[k] for k in ("epoch", "curves", "timings")}
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    _write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False))
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

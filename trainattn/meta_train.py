@@ -1,0 +1,184 @@
+"""The meta-training run: data order, validation, checkpoints and resume.
+
+A run is a deterministic function of its config: the examples of meta-step s
+are drawn from seeded per-pass permutations of the pool (no other randomness,
+LoRA dropout is 0), and a checkpoint holds φ's trainable tensors
+(safetensors), φ's AdamW state and the history. Resuming after step k
+therefore continues the identical trajectory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .config import MetaConfig, to_dict
+from .evaluate import score_probes
+from .losses import known_token_mask, mask_known_tokens, per_token_nll, token_weighted_loss, uniform_weights
+from .meta import MetaExample, MetaLearner
+from .results import read_json, versions, write_json_atomic
+from .spans import encode_with_objects
+from .evaluate import lm_logits
+
+
+def batch_indices(pool_size: int, meta_batch: int, step: int, seed: int) -> list[int]:
+    """Pool indices of meta-step ``step`` (0-based): consecutive slices of seeded permutations."""
+    if pool_size < 1:
+        raise ValueError("the meta-training pool is empty")
+    out = []
+    for k in range(step * meta_batch, (step + 1) * meta_batch):
+        epoch, offset = divmod(k, pool_size)
+        perm = torch.randperm(pool_size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.append(int(perm[offset]))
+    return out
+
+
+def save_checkpoint(folder: Path, learner: MetaLearner, state: dict) -> None:
+    """Write φ's tensors, φ's optimizer and ``state`` into ``folder`` atomically."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({n: p.detach().contiguous() for n, p in learner.phi_params.items()}, tmp / "phi.safetensors")
+    torch.save(learner.phi_optimizer.state_dict(), tmp / "phi_optimizer.pt")
+    write_json_atomic(tmp / "state.json", state)
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, learner: MetaLearner) -> dict | None:
+    """Restore φ and its optimizer from ``folder`` (or its ``.old`` twin); the saved state."""
+    folder = Path(folder)
+    for candidate in (folder, folder.with_name(folder.name + ".old")):
+        if (candidate / "state.json").is_file():
+            load_phi_tensors(learner.phi, candidate / "phi.safetensors")
+            learner.phi_optimizer.load_state_dict(torch.load(candidate / "phi_optimizer.pt"))
+            return read_json(candidate / "state.json")
+    return None
+
+
+def load_phi_tensors(phi, path) -> None:
+    """Load φ's trainable tensors (LoRA + head) saved by a meta-training run."""
+    tensors = load_file(str(path))
+    params = dict(phi.named_parameters())
+    missing = [n for n in tensors if n not in params]
+    if missing:
+        raise ValueError(f"{path}: tensors {missing[:3]} do not belong to this φ (different depth or rank?)")
+    with torch.no_grad():
+        for n, t in tensors.items():
+            params[n].copy_(t)
+
+
+def validate(learner: MetaLearner, examples: list[MetaExample]) -> dict:
+    """Train a fresh θ on held-out documents with φ's weights and with uniform weights.
+
+    For each weighting, θ's LoRA starts from θ₀ and trains ``val_epochs``
+    epochs (torch AdamW, ``val_lr``), then the held-out probes are scored. φ's
+    mean weight on the documents' object tokens vs the other tokens is reported
+    too. θ is restored to θ₀ afterwards.
+    """
+    cfg, theta, tokenizer, phi = learner.config, learner.theta, learner.tokenizer, learner.phi
+    lora = {n: p for n, p in theta.named_parameters() if n in learner.theta0}
+    out = {}
+    phi.eval()
+    for mode in ("phi", "uniform"):
+        with torch.no_grad():
+            for n, p in lora.items():
+                p.copy_(learner.theta0[n])
+        for p in lora.values():
+            p.requires_grad_(True)
+        optimizer = torch.optim.AdamW(lora.values(), lr=cfg.val_lr)
+        for _ in range(cfg.val_epochs):
+            for start in range(0, len(examples), cfg.val_batch):
+                chunk = examples[start : start + cfg.val_batch]
+                doc = encode_with_objects(
+                    tokenizer, [e.document for e in chunk], [e.object for e in chunk], cfg.theta.max_length
+                )
+                logits = lm_logits(theta, doc)
+                if mode == "phi":
+                    with torch.no_grad():
+                        weights = phi(doc.input_ids, doc.attention_mask, doc.position_ids)
+                    if cfg.val_known_masking:
+                        weights = mask_known_tokens(weights, known_token_mask(logits.detach(), doc.input_ids))
+                else:
+                    weights = uniform_weights(doc.attention_mask)
+                loss = token_weighted_loss(per_token_nll(logits, doc.input_ids), weights, doc.attention_mask)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        scores = score_probes(theta, tokenizer, [e.probe for e in examples], [e.object for e in examples])
+        out[mode] = {"accuracy": scores.mean_accuracy, "nll": scores.mean_nll}
+        for p in lora.values():
+            p.requires_grad_(False)
+    with torch.no_grad():
+        for n, p in lora.items():
+            p.copy_(learner.theta0[n])
+        on_object, other = [], []
+        for e in examples:
+            doc = encode_with_objects(tokenizer, [e.document], [e.object], cfg.theta.max_length)
+            w = phi(doc.input_ids, doc.attention_mask, doc.position_ids)[0]
+            real = doc.attention_mask[0, 1:].bool()
+            on_object.append(w[doc.target_mask[0] & real])
+            other.append(w[~doc.target_mask[0] & real])
+    out["weight_object"] = torch.cat(on_object).mean().item() if on_object else float("nan")
+    out["weight_other"] = torch.cat(other).mean().item() if other else float("nan")
+    return out
+
+
+def meta_train(
+    config: MetaConfig,
+    learner: MetaLearner,
+    pool: list[MetaExample],
+    val_examples: list[MetaExample] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    drift_pool: list[MetaExample] | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run (or resume) meta-training; returns the result dict (also written to ``out_dir``).
+
+    ``stop_after`` ends the call after that many meta-steps in total (the run
+    can be resumed later), which is how interruption is simulated in tests.
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    state = {"step": 0, "history": [], "validations": [], "seconds": 0.0}
+    if out is not None:
+        restored = load_checkpoint(out / "checkpoint", learner)
+        if restored is not None:
+            if restored.get("config") != to_dict(config):
+                raise ValueError(f"{out}: the checkpoint was made with a different config; use a new folder")
+            state = restored
+    state["config"] = to_dict(config)
+    total = config.meta_steps if stop_after is None else min(stop_after, config.meta_steps)
+    bar = tqdm(range(state["step"], total), desc="meta-training", disable=not progress,
+               initial=state["step"], total=config.meta_steps)
+    for step in bar:
+        started = time.time()
+        idx = batch_indices(len(pool), config.meta_batch, step, config.seed)
+        drift = None
+        if drift_pool:
+            drift = [drift_pool[i] for i in batch_indices(len(drift_pool), config.meta_batch, step, config.seed + 1)]
+        logs = learner.meta_step([pool[i] for i in idx], drift)
+        state["seconds"] += time.time() - started
+        state["step"] = step + 1
+        state["history"].append({"step": step + 1, **logs})
+        bar.set_postfix(loss=f"{logs['outer_loss']:.3f}", w_obj=f"{logs['weight_object']:.2f}",
+                        w_other=f"{logs['weight_other']:.2f}")
+        last = step + 1 == config.meta_steps
+        if val_examples and ((config.val_every and (step + 1) % config.val_every == 0) or last):
+            state["validations"].append({"step": step + 1, **validate(learner, val_examples)})
+        if out is not None and ((step + 1) % config.checkpoint_every == 0 or last or step + 1 == total):
+            save_checkpoint(out / "checkpoint", learner, state)
+    result = {**state, "seed": config.seed, "versions": versions(), "finished": state["step"] >= config.meta_steps}
+    if out is not None:
+        write_json_atomic(out / "result.json", result)
+    return result

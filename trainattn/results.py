@@ -1,0 +1,63 @@
+"""Result files: atomic JSON writes, software versions, tolerance comparisons."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+
+def versions() -> dict:
+    """Versions of the software that produced a result."""
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {
+        "trainattn": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def write_json_atomic(path: str | os.PathLike, data) -> Path:
+    """Write JSON via a temporary file and ``os.replace``: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, default=_jsonable)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: str | os.PathLike):
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def within(value: float, reference: float, abs_tol: float = 0.0, rel_tol: float = 0.0) -> bool:
+    """``value`` equals ``reference`` within ``max(abs_tol, rel_tol·|reference|)`` (NaN equals NaN)."""
+    if math.isnan(value) or math.isnan(reference):
+        return math.isnan(value) and math.isnan(reference)
+    return abs(value - reference) <= max(abs_tol, rel_tol * abs(reference))
