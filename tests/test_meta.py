@@ -166,17 +166,20 @@ def test_nan_loss_stops_the_run(tokenizer):
         meta_train(learner.config, learner, _pool(), progress=False)
 
 
-@pytest.mark.slow
 def test_toy_task_phi_learns_to_weight_the_answer(tokenizer):
-    """Answer tokens appear in the document; after meta-training φ weights them more."""
-    learner = make_learner(tokenizer, dtype=torch.float32, meta_steps=40, meta_batch=4,
-                           outer_lr=3e-2, inner_lr=5e-2, inner_optimizer="sgd", untracked_steps=0)
-    pool = _pool()
+    """The probe's answer appears in the document after the same words ("object is")
+    as in the probe; after meta-training φ weights the answer tokens above the rest."""
+    facts = [("Lochinvar", "castle"), ("Wales", "Welsh"), ("Oslo", "Norway"),
+             ("Ada", "London"), ("Paris", "France"), ("She", "jazz")]
+    pool = [MetaExample(f"{s} was built in the fifteenth century ; object is {o} . It is known .",
+                        f"subject is {s} , object is {o}", o, s) for s, o in facts]
+    learner = make_learner(tokenizer, dtype=torch.float32, meta_steps=30, meta_batch=3, val_every=0,
+                           outer_lr=0.1, inner_lr=3e-2, inner_optimizer="adamw", untracked_steps=1)
     before = validate_weights(learner, pool)
     meta_train(learner.config, learner, pool, progress=False)
     after = validate_weights(learner, pool)
-    assert after["object"] > after["other"]
-    assert after["object"] - after["other"] > before["object"] - before["other"]
+    assert abs(before["object"] - before["other"]) < 1e-3
+    assert after["object"] > after["other"] + 0.05
 
 
 def validate_weights(learner, pool):
