@@ -13,7 +13,7 @@ def _params():
 def _grad_sequence(steps=5):
     g = torch.Generator().manual_seed(2)
     seq = []
-    for i in range(steps):
+    for _i in range(steps):
         grads = {"a": torch.randn(4, 3, generator=g, dtype=torch.float64),
                  "b": torch.randn(5, generator=g, dtype=torch.float64)}
         grads["a"][0, 0] = 0.0  # an exactly-zero gradient entry (v stays 0 there)

@@ -3,7 +3,13 @@ import torch
 
 from trainattn import models
 from trainattn.errors import TokenizerMismatchError
-from trainattn.models import TrainAttention, add_lora, check_same_tokenizer, load_lm, trainable_tensors
+from trainattn.models import (
+    TrainAttention,
+    add_lora,
+    check_same_tokenizer,
+    load_lm,
+    trainable_tensors,
+)
 from trainattn.tiny import tiny_llama, tiny_tokenizer
 
 

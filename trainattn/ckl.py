@@ -42,6 +42,7 @@ from .methods import (
     make_method,
 )
 from .models import add_lora, trainable_tensors
+from .results import versions, write_json_atomic, write_text_atomic
 from .spans import encode_with_objects
 
 SETS = ("to_learn", "not_to_forget", "val", "to_learn_rest")
@@ -238,7 +239,7 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
 
     result = _result(config, method, state, context, val_idx)
     if out_dir is not None:
-        _write_json_atomic(Path(out_dir) / "result.json", result)
+        write_json_atomic(Path(out_dir) / "result.json", result)
     return result
 
 
@@ -270,18 +271,13 @@ def _append(state: dict, scores: dict, loss, timing: dict) -> None:
 
 
 def _result(config, method, state, context, val_idx) -> dict:
-    import transformers
-
-    from . import __version__
-
     curves = state["curves"]
     return {
         "method": method.name,
         "labels": dict(method.labels),
         "config": to_dict(config),
         "seed": config.seed,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "trainattn": __version__},
+        "versions": versions(),
         "sizes": {"to_learn": len(context.to_learn_rows), "not_to_forget": len(context.not_to_forget_rows),
                   "val": len(val_idx), "updates": context.total_updates},
         "val_indices": val_idx,
@@ -314,10 +310,10 @@ def _save_checkpoint(ckpt: Path, identity, state, theta, optimizer, method) -> N
     tensors = {n: p.detach().cpu().contiguous() for n, p in trainable_tensors(theta).items()}
     save_file(tensors, tmp / "theta.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    _write_json_atomic(tmp / "state.json", {**identity, **state, "method_state": method.state_dict()})
+    write_json_atomic(tmp / "state.json", {**identity, **state, "method_state": method.state_dict()})
     shutil.rmtree(ckpt / name, ignore_errors=True)
     os.replace(tmp, ckpt / name)
-    _write_text_atomic(ckpt / "latest", name)
+    write_text_atomic(ckpt / "latest", name)
     for old in ckpt.glob("epoch-*"):
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
@@ -345,14 +341,3 @@ def _load_checkpoint(ckpt: Path, identity, theta, optimizer, method) -> dict | N
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     method.load_state_dict(saved["method_state"])
     return {k: saved[k] for k in ("epoch", "curves", "timings")}
-
-
-def _write_json_atomic(path: Path, data) -> None:
-    _write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False))
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -46,6 +46,113 @@ def _probe_eval(args) -> int:
     return 0
 
 
+def _tailor(args):
+    from .data import tailor_lama_ckl
+    from .models import load_lm
+
+    model, tokenizer = load_lm(args.model)
+    splits = tailor_lama_ckl(
+        model, tokenizer, args.model, args.to_learn, args.not_to_forget, args.meta or None,
+        seed=args.seed, data_dir=args.data_dir, batch_size=args.batch_size,
+    )
+    print(splits.summary())
+    print(f"written to {splits.stats['folder']}")
+    return 0
+
+
+def _meta_train(args):
+    from .config import MetaConfig, load_config
+    from .data import load_tailored, tailor_lama_ckl
+    from .meta import MetaLearner, examples_from_rows
+    from .meta_train import meta_train
+    from .models import add_lora, build_phi, load_lm
+
+    config = load_config(MetaConfig, args.config, args.set)
+    torch_seed(config.seed)
+    theta, tokenizer = load_lm(config.theta.model)
+    if args.tailored:
+        splits = load_tailored(args.tailored)
+    else:
+        splits = tailor_lama_ckl(theta, tokenizer, config.theta.model, args.to_learn,
+                                 args.not_to_forget, seed=args.split_seed, data_dir=args.data_dir)
+    print(splits.summary())
+    pool = examples_from_rows(splits.meta_pool, config.probe_form)
+    val, train = pool[: config.val_size], pool[config.val_size :]
+    if args.examples:
+        train = train[: args.examples]
+    print(f"meta-training on {len(train)} examples, validating on {len(val)} held-out ones; "
+          f"{config.meta_steps} meta-steps of {config.meta_batch} = "
+          f"{config.meta_steps * config.meta_batch} example passes")
+    theta = add_lora(theta, config.theta.lora_rank, config.theta.lora_alpha,
+                     config.theta.lora_dropout, seed=config.seed)
+    phi, _ = build_phi(config.phi.model, config.phi.num_layers, tokenizer,
+                       config.phi.lora_rank, config.phi.lora_alpha, seed=config.seed)
+    learner = MetaLearner(config, theta, phi, tokenizer)
+    result = meta_train(config, learner, train, val, out_dir=args.out)
+    for v in result["validations"]:
+        print(
+            f"step {v['step']:>4}: φ-weighted acc {v['phi']['accuracy']:.3f} NLL {v['phi']['nll']:.3f} | "
+            f"uniform acc {v['uniform']['accuracy']:.3f} NLL {v['uniform']['nll']:.3f} | "
+            f"φ weight object {v['weight_object']:.3f} vs other {v['weight_other']:.3f}"
+        )
+    print(f"{result['step']} meta-steps in {result['seconds'] / 60:.1f} min; results in {args.out}")
+    return 0
+
+
+def _ckl(args):
+    from .ckl import run_lama_ckl
+    from .config import CKLConfig, load_config
+    from .data import load_tailored, tailor_lama_ckl
+    from .data.tailor import load_released_rows
+    from .meta_train import load_trained_phi
+    from .methods import make_method
+    from .models import load_lm
+
+    overrides = list(args.set)
+    if args.method:
+        overrides.append(f"method={args.method}")
+    if args.phi:
+        overrides.append(f"phi_checkpoint={args.phi}")
+    config = load_config(CKLConfig, args.config, overrides)
+    if args.benchmark != "lama-ckl":
+        raise ValueError("`trainattn ckl --benchmark temporalwiki` is not wired yet; use trainattn.twiki")
+    torch_seed(config.seed)
+    theta, tokenizer = load_lm(config.theta.model)
+    if args.tailored:
+        splits = load_tailored(args.tailored)
+    else:
+        splits = tailor_lama_ckl(theta, tokenizer, config.theta.model, config.n_to_learn,
+                                 config.n_not_to_forget, seed=args.split_seed, data_dir=args.data_dir)
+    to_learn = splits.to_learn[: config.n_to_learn]
+    not_to_forget = splits.not_to_forget[: config.n_not_to_forget]
+    tested = {r["uuid"] for r in to_learn + not_to_forget}
+    review = [r for r in load_released_rows(data_dir=args.data_dir) if r["invariant"] and r["uuid"] not in tested]
+    method = make_method(config.method, load_phi=lambda path: load_trained_phi(path, tokenizer))
+    result = run_lama_ckl(config, theta, tokenizer, to_learn, not_to_forget, method,
+                          out_dir=args.out, review_rows=review)
+    m = result["metrics"]["test_chosen"]
+    print(f"{result['method']}: Top Acc {m['top_acc']:.3f} at epoch {m['epoch']}, "
+          f"NF Acc {m['nf_acc']:.3f}, Total Knowledge {m['total_knowledge']:.3f}")
+    return 0
+
+
+def _report(args):
+    from .report import lama_ckl_table, load_results, plot_curves
+
+    results = load_results(args.results)
+    print(lama_ckl_table(results))
+    if args.plot:
+        plot_curves(results, args.plot)
+        print(f"curves written to {args.plot}")
+    return 0
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainattn", description="Train-Attention (TAALM) reproduced: jobs of the book."
@@ -59,6 +166,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="only the first N rows of each file (0: all)")
     p.add_argument("--out", default=None, help="also write the table as JSON here")
     p.set_defaults(func=_probe_eval)
+
+    p = sub.add_parser("tailor", help="build TO-LEARN / NOT-TO-FORGET / meta-training splits for a model")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--to-learn", type=int, default=100)
+    p.add_argument("--not-to-forget", type=int, default=100)
+    p.add_argument("--meta", type=int, default=0, help="meta-training pool size (0: all candidates)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_tailor)
+
+    p = sub.add_parser("meta-train", help="meta-train φ (Train-Attention) on the tailored pool")
+    p.add_argument("--config", default=None, help="YAML file of MetaConfig fields")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides, e.g. inner_lr=2e-4 phi.num_layers=6 val_known_masking=false")
+    p.add_argument("--out", required=True, help="run folder: checkpoints and result.json (resumes)")
+    p.add_argument("--tailored", default=None, help="folder written by `trainattn tailor`")
+    p.add_argument("--examples", type=int, default=0, help="use only the first N training examples")
+    p.add_argument("--to-learn", type=int, default=100)
+    p.add_argument("--not-to-forget", type=int, default=100)
+    p.add_argument("--split-seed", type=int, default=42)
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=_meta_train)
+
+    p = sub.add_parser("ckl", help="one continual-knowledge-learning run (LAMA-CKL) with one method")
+    p.add_argument("--method", default=None, help="e.g. finetune, oracle, rho1, taalm, taalm+mixreview")
+    p.add_argument("--benchmark", default="lama-ckl", choices=["lama-ckl", "temporalwiki"])
+    p.add_argument("--config", default=None, help="YAML file of CKLConfig fields")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides, e.g. epochs=4 n_to_learn=32 known_masking=true")
+    p.add_argument("--phi", default=None, help="meta-training run folder (for taalm)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints and result.json (resumes)")
+    p.add_argument("--tailored", default=None, help="folder written by `trainattn tailor`")
+    p.add_argument("--split-seed", type=int, default=42)
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=_ckl)
+
+    p = sub.add_parser("report", help="paper-style table (and curves) from CKL result files")
+    p.add_argument("results", nargs="+", help="result.json files or folders holding them")
+    p.add_argument("--plot", default=None, help="write learning/forgetting curves to this PNG")
+    p.set_defaults(func=_report)
     return parser
 
 

@@ -150,7 +150,7 @@ def inner_update(
         with torch.enable_grad():
             loss = loss_fn(leaves, False)
             grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-        grads = {n: _zero_if_none(g, leaves[n]).detach() for n, g in zip(leaves, grads)}
+        grads = {n: _zero_if_none(g, leaves[n]).detach() for n, g in zip(leaves, grads, strict=False)}
         current, state = optimizer.step(leaves, grads, state)
         current, state = {n: p.detach() for n, p in current.items()}, state.detached()
         losses.append(loss.item())
@@ -160,7 +160,7 @@ def inner_update(
         with torch.enable_grad():
             loss = loss_fn(current, True)
             grads = torch.autograd.grad(loss, list(current.values()), create_graph=True, allow_unused=True)
-        grads = {n: _zero_if_none(g, current[n]) for n, g in zip(current, grads)}
+        grads = {n: _zero_if_none(g, current[n]) for n, g in zip(current, grads, strict=False)}
         current, state = optimizer.step(current, grads, state)
         losses.append(loss.item())
     return InnerResult(current, state, losses)

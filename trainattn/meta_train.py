@@ -19,12 +19,17 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .config import MetaConfig, to_dict
-from .evaluate import score_probes
-from .losses import known_token_mask, mask_known_tokens, per_token_nll, token_weighted_loss, uniform_weights
+from .evaluate import lm_logits, score_probes
+from .losses import (
+    known_token_mask,
+    mask_known_tokens,
+    per_token_nll,
+    token_weighted_loss,
+    uniform_weights,
+)
 from .meta import MetaExample, MetaLearner
 from .results import read_json, versions, write_json_atomic
 from .spans import encode_with_objects
-from .evaluate import lm_logits
 
 
 def batch_indices(pool_size: int, meta_batch: int, step: int, seed: int) -> list[int]:
@@ -159,6 +164,8 @@ def meta_train(
             state = restored
     state["config"] = to_dict(config)
     total = config.meta_steps if stop_after is None else min(stop_after, config.meta_steps)
+    if val_examples and config.val_every and state["step"] == 0 and not state["validations"]:
+        state["validations"].append({"step": 0, **validate(learner, val_examples)})
     bar = tqdm(range(state["step"], total), desc="meta-training", disable=not progress,
                initial=state["step"], total=config.meta_steps)
     for step in bar:
@@ -182,3 +189,29 @@ def meta_train(
     if out is not None:
         write_json_atomic(out / "result.json", result)
     return result
+
+
+def load_trained_phi(run_dir, theta_tokenizer=None, cache_dir=None):
+    """φ from a meta-training run folder (or its ``checkpoint``), rebuilt from the saved config.
+
+    The run's :class:`~trainattn.config.PhiConfig` says which backbone, depth
+    and LoRA rank to build; the trained LoRA + head tensors are then loaded.
+    With ``theta_tokenizer``, φ's tokenizer must equal θ's.
+    """
+    from .config import MetaConfig, from_dict
+    from .models import build_phi
+
+    folder = Path(run_dir)
+    if (folder / "checkpoint" / "state.json").is_file():
+        folder = folder / "checkpoint"
+    if not (folder / "state.json").is_file():
+        raise FileNotFoundError(f"{run_dir}: no meta-training checkpoint (state.json) found")
+    config = from_dict(MetaConfig, read_json(folder / "state.json")["config"], str(folder / "state.json"))
+    p = config.phi
+    phi, _ = build_phi(p.model, p.num_layers, theta_tokenizer, p.lora_rank, p.lora_alpha,
+                       seed=config.seed, cache_dir=cache_dir)
+    load_phi_tensors(phi, folder / "phi.safetensors")
+    phi.eval()
+    for param in phi.parameters():
+        param.requires_grad_(False)
+    return phi

@@ -25,20 +25,29 @@ def versions() -> dict:
     }
 
 
-def write_json_atomic(path: str | os.PathLike, data) -> Path:
-    """Write JSON via a temporary file and ``os.replace``: never a half-written file."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` via a temporary file in the same folder and ``os.replace``.
+
+    A reader never sees a half-written file; on failure the temporary file is
+    removed and any previous file at ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=_jsonable)
-            fh.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, data) -> Path:
+    """JSON (NaN written as null-free ``NaN`` is refused) via :func:`write_text_atomic`."""
+    return write_text_atomic(path, json.dumps(data, indent=1, default=_jsonable, allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike):

@@ -103,7 +103,7 @@ def encode_with_objects(
     """
     if len(texts) != len(objects):
         raise ValueError(f"{len(texts)} texts but {len(objects)} objects")
-    rows = [locate_object(tokenizer, t, o, max_length) for t, o in zip(texts, objects)]
+    rows = [locate_object(tokenizer, t, o, max_length) for t, o in zip(texts, objects, strict=False)]
     return _pad(rows, _pad_id(tokenizer), padding_side)
 
 

@@ -17,13 +17,11 @@ NOT-TO-FORGET sample, meta P530 cap, meta sample (only when ``n_meta`` is given)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import random
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 from trainattn.data.lama_ckl import LAMA_CKL_SPLITS, PROBE_FORMS, load_lama_ckl, probe_text
 from trainattn.evaluate import score_probes
 from trainattn.models import cache_root
+from trainattn.results import write_text_atomic
 
 SPLIT_NAMES = ("to_learn", "not_to_forget", "meta_pool")
 SCORES_VERSION = 1
@@ -231,26 +230,6 @@ def safe_model_name(name: str) -> str:
     if not safe:
         raise ValueError(f"model name {name!r} gives an empty folder name")
     return safe
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``.
-
-    A reader never sees a half-written file; on failure the temp file is removed and any
-    previous file at ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> str:
