@@ -4,6 +4,11 @@ import torch
 from trainattn.tiny import tiny_llama, tiny_tokenizer
 
 
+def pytest_configure(config):
+    # tiny models: one thread is faster, and stays fast when the machine is busy
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return tiny_tokenizer()

@@ -97,3 +97,14 @@ def test_ckl_command_runs_a_tiny_experiment(model_dir, tmp_path, capsys):
 def test_errors_are_reported_not_raised(capsys):
     assert main(["ckl", "--out", "x", "--set", "epochs=abc"]) == 2
     assert "epochs: expected int" in capsys.readouterr().err
+
+
+@needs_data
+def test_ckl_command_runs_temporalwiki_with_labelled_proxy_documents(model_dir, tmp_path, capsys):
+    code = main(["ckl", "--benchmark", "temporalwiki", "--twiki-documents", "proxy", "--max-probes", "2",
+                 "--out", str(tmp_path / "tw"), "--set", f"theta.model={model_dir}", "batch_size=2",
+                 "theta.lora_rank=2"])
+    assert code == 0
+    result = json.loads((tmp_path / "tw" / "result.json").read_text())
+    assert result["source"] == "proxy"
+    assert "proxy" in capsys.readouterr().out

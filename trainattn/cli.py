@@ -114,10 +114,18 @@ def _ckl(args):
     if args.phi:
         overrides.append(f"phi_checkpoint={args.phi}")
     config = load_config(CKLConfig, args.config, overrides)
-    if args.benchmark != "lama-ckl":
-        raise ValueError("`trainattn ckl --benchmark temporalwiki` is not wired yet; use trainattn.twiki")
     torch_seed(config.seed)
     theta, tokenizer = load_lm(config.theta.model)
+    method = make_method(config.method, load_phi=lambda path: load_trained_phi(path, tokenizer))
+    if args.benchmark == "temporalwiki":
+        from .twiki import format_twiki_table, run_temporalwiki
+
+        result = run_temporalwiki(
+            config, theta, tokenizer, method=method, out_dir=args.out, max_probes=args.max_probes or None,
+            source_label=args.twiki_documents, data_dir=args.data_dir,
+        )
+        print(format_twiki_table(result))
+        return 0
     if args.tailored:
         splits = load_tailored(args.tailored)
     else:
@@ -127,7 +135,6 @@ def _ckl(args):
     not_to_forget = splits.not_to_forget[: config.n_not_to_forget]
     tested = {r["uuid"] for r in to_learn + not_to_forget}
     review = [r for r in load_released_rows(data_dir=args.data_dir) if r["invariant"] and r["uuid"] not in tested]
-    method = make_method(config.method, load_phi=lambda path: load_trained_phi(path, tokenizer))
     result = run_lama_ckl(config, theta, tokenizer, to_learn, not_to_forget, method,
                           out_dir=args.out, review_rows=review)
     m = result["metrics"]["test_chosen"]
@@ -144,6 +151,17 @@ def _report(args):
     if args.plot:
         plot_curves(results, args.plot)
         print(f"curves written to {args.plot}")
+    return 0
+
+
+def _book(args):
+    from .book import build_book, run_book
+
+    report = run_book(args.profile, args.notebooks or None, update=args.update,
+                      timeout=args.timeout or None)
+    print(report.table())
+    if not args.no_build:
+        print(f"book built in {build_book()}")
     return 0
 
 
@@ -201,12 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tailored", default=None, help="folder written by `trainattn tailor`")
     p.add_argument("--split-seed", type=int, default=42)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--twiki-documents", default="diffset", choices=["diffset", "proxy"],
+                   help="TemporalWiki training documents: the filtered diff-sets, or a labelled proxy "
+                   "built from the probe triples (when the diff-sets are unavailable)")
+    p.add_argument("--max-probes", type=int, default=0, help="TemporalWiki: probes per set (0: all)")
     p.set_defaults(func=_ckl)
 
     p = sub.add_parser("report", help="paper-style table (and curves) from CKL result files")
     p.add_argument("results", nargs="+", help="result.json files or folders holding them")
     p.add_argument("--plot", default=None, help="write learning/forgetting curves to this PNG")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("book", help="execute the notebooks (papermill), check their results, build the book")
+    p.add_argument("--profile", default="ci", choices=["ci", "cpu", "gpu"],
+                   help="notebooks/profiles/<profile>.yml: sizes and models")
+    p.add_argument("--notebooks", nargs="*", default=[], metavar="STEM",
+                   help="only these notebooks, e.g. 01_concept (default: all)")
+    p.add_argument("--update", action="store_true",
+                   help="rewrite the reference results/<profile>/*.json instead of checking them")
+    p.add_argument("--no-build", action="store_true", help="execute and check only; skip jupyter-book")
+    p.add_argument("--timeout", type=int, default=0, help="seconds per cell (0: no limit)")
+    p.set_defaults(func=_book)
     return parser
 
 

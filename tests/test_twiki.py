@@ -1,0 +1,249 @@
+import csv
+import json
+import math
+import zipfile
+
+import huggingface_hub
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import trainattn.twiki as twiki
+from trainattn.config import CKLConfig, ThetaConfig
+from trainattn.data.twiki_diffsets import (
+    DIFFSET_ENV,
+    HUB_FILENAME,
+    HUB_REPO_ID,
+    DiffsetUnavailableError,
+    Documents,
+    filter_diffset_lines,
+    load_diffset_documents,
+    proxy_documents,
+    read_diffset_lines,
+)
+from trainattn.methods import make_method
+from trainattn.models import TrainAttention
+from trainattn.tiny import tiny_llama
+from trainattn.twiki import PROXY_LINE, format_twiki_table, run_temporalwiki, subsample_probes
+
+# ------------------------------------------------------------- diff-set fixtures
+
+GOOD = "Lochinvar is a castle in Scotland, built in the fifteenth century by the clan."
+
+
+def boundary_lines():
+    """(line, kept?) pairs hitting each Appendix C.1 rule at its boundary."""
+    return [
+        (GOOD, True),
+        ("a" * 49, False),  # 49 characters: too short
+        ("a" * 50, True),  # exactly 50: kept
+        ("", False),
+        ("nan", False),
+        ("nan" + " " * 57, False),  # raw 60 chars, but stripped 'nan' is short: the nan rule
+        ("  " + "b" * 47 + " " * 11, True),  # raw 60 chars, no 'nan': kept (raw length, as the official code)
+        ("x" * 15 + "1" * 35, True),  # 15/50 letters = 30%: kept
+        ("x" * 14 + "1" * 36, False),  # 14/50 = 28%: dropped
+        ("é" * 40 + "abcdefghij", False),  # non-ASCII letters do not count: 10/50
+        ('He said, "so", and\nleft; ' + "z" * 40, True),  # quotes, comma and newline inside a field
+    ]
+
+
+def write_csv(path, lines, header=("text",)):
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for line in lines:
+            writer.writerow([line] + ["extra"] * (len(header) - 1))
+    return path
+
+
+def test_filter_rules_on_a_csv_in_the_real_format(tmp_path):
+    cases = boundary_lines()
+    path = write_csv(tmp_path / "wikipedia_0910_gpt2.csv", [line for line, _ in cases])
+    raw = read_diffset_lines(path)
+    assert raw == [line for line, _ in cases]
+    assert filter_diffset_lines(raw) == [line.strip() for line, keep in cases if keep]
+
+
+def test_text_column_by_name_else_first_column(tmp_path):
+    named = write_csv(tmp_path / "a.csv", [GOOD], header=("id", "text"))
+    with open(named, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([("id", "text"), ("7", GOOD)])
+    assert read_diffset_lines(named) == [GOOD]
+    first = write_csv(tmp_path / "b.csv", [GOOD], header=("content", "other"))
+    assert read_diffset_lines(first) == [GOOD]
+
+
+def test_load_from_a_local_directory(tmp_path, monkeypatch):
+    folder = tmp_path / "diffsets" / "TWiki_Diffsets"
+    folder.mkdir(parents=True)
+    write_csv(folder / "wikipedia_1112_gpt2.csv", [line for line, _ in boundary_lines()])
+    monkeypatch.setenv(DIFFSET_ENV, str(tmp_path / "diffsets"))
+    docs = load_diffset_documents("1112")
+    assert docs.source == "diffset" and docs[0] == GOOD
+    assert docs.info["n_lines"] == len(boundary_lines()) and docs.info["n_kept"] == len(docs)
+    assert len(docs.info["sha256"]) == 64
+    with pytest.raises(DiffsetUnavailableError, match="wikipedia_0910_gpt2.csv"):
+        load_diffset_documents("0910")
+    with pytest.raises(ValueError, match="unknown TemporalWiki period"):
+        load_diffset_documents("0809", diffset_dir=tmp_path)
+
+
+def test_hub_download_is_extracted_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv(DIFFSET_ENV, raising=False)
+    archive = tmp_path / HUB_FILENAME
+    csv_path = write_csv(tmp_path / "wikipedia_1011_gpt2.csv", [GOOD, "nan"])
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(csv_path, "TWiki_Diffsets/wikipedia_1011_gpt2.csv")
+    calls = []
+
+    def fake_download(**kwargs):
+        calls.append(kwargs)
+        return str(archive)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    docs = load_diffset_documents("1011", cache_dir=tmp_path / "cache")
+    assert list(docs) == [GOOD]
+    assert calls[0]["repo_id"] == HUB_REPO_ID and calls[0]["repo_type"] == "dataset"
+    assert calls[0]["filename"] == HUB_FILENAME
+    cached = tmp_path / "cache" / "data" / "temporalwiki" / "diffsets" / "wikipedia_1011_gpt2.csv"
+    assert cached.is_file() and not list(cached.parent.glob(".*tmp"))
+    assert list(load_diffset_documents("1011", cache_dir=tmp_path / "cache")) == [GOOD]
+    assert len(calls) == 1  # the second load reads the cache
+    with pytest.raises(DiffsetUnavailableError, match="has no member"):
+        load_diffset_documents("0910", cache_dir=tmp_path / "cache")
+
+
+def test_failed_download_names_the_env_var_and_the_proxy(tmp_path, monkeypatch):
+    monkeypatch.delenv(DIFFSET_ENV, raising=False)
+
+    def offline(**kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(DiffsetUnavailableError) as err:
+        load_diffset_documents("0910", cache_dir=tmp_path)
+    assert DIFFSET_ENV in str(err.value) and "proxy" in str(err.value)
+    assert "network is unreachable" in str(err.value)
+
+
+# ------------------------------------------------------------- proxy documents
+
+
+def fact(subject, relation, obj):
+    return {"subject": subject, "relation": relation, "object": obj}
+
+
+def test_proxy_documents_are_deterministic_and_labelled():
+    rows = [fact("Ada", "occupation", "writer"), fact("Oslo", "country", "Norway"),
+            fact("Ada", "occupation", "writer")]
+    docs = proxy_documents(rows)
+    assert isinstance(docs, Documents) and docs.source == "proxy" and "PROXY" in docs.info["note"]
+    assert list(docs) == list(proxy_documents(rows)) and len(docs) == 2
+    assert docs[0].startswith("Ada — occupation: writer.") and "Norway" in docs[1]
+
+
+# ------------------------------------------------------------- the protocol
+
+PROBES = {
+    "0910": {"changed": [fact("Libya", "diplomatic relation", "Brazil"), fact("Ada", "occupation", "writer")],
+             "unchanged": [fact("Wales", "official language", "Welsh"), fact("Paris", "capital of", "France")]},
+    "1011": {"changed": [fact("the company", "headquarters", "Oslo"), fact("She", "genre", "jazz")],
+             "unchanged": [fact("Lochinvar", "country", "Scotland"), fact("Ada", "city", "London")]},
+    "1112": {"changed": [fact("Lochinvar", "built in", "century"), fact("She", "instrument", "violin")],
+             "unchanged": [fact("Oslo", "country", "Norway"), fact("Wales", "language", "Welsh")]},
+}
+
+
+def config(method="finetune", **kw):
+    theta = ThetaConfig(model="tiny", lora_rank=4, lora_alpha=8, max_length=32)
+    settings = {"batch_size": 2, "lr": 1e-2, "eval_batch_size": 8, **kw}
+    return CKLConfig(theta=theta, method=method, benchmark="temporalwiki", **settings)
+
+
+def run(tokenizer, cfg, out_dir=None, **kw):
+    kw.setdefault("source_label", "proxy")
+    model = tiny_llama(len(tokenizer), seed=0)
+    result = run_temporalwiki(cfg, model, tokenizer, probes_by_period=PROBES, out_dir=out_dir,
+                              progress=False, **kw)
+    return result, model
+
+
+def test_three_periods_metrics_and_table(tokenizer, tmp_path):
+    result, _ = run(tokenizer, config(), out_dir=tmp_path)
+    assert result["source"] == "proxy" and result["periods"] == ["0910", "1011", "1112"]
+    assert [p["period"] for p in result["results"]] == ["0910", "1011", "1112"]
+    for p in result["results"]:
+        assert p["updates"] == 1  # two proxy documents per period, batch 2, one epoch
+        for kind in ("changed", "unchanged", "avg"):
+            assert p[kind]["perplexity"] == pytest.approx(math.exp(p[kind]["nll"]))
+        assert p["avg"]["nll"] == pytest.approx((p["changed"]["nll"] + p["unchanged"]["nll"]) / 2)
+        assert p["avg"]["acc"] == pytest.approx((p["changed"]["acc"] + p["unchanged"]["acc"]) / 2)
+    norms = [p["theta_l2"] for p in result["results"]]
+    assert len(set(norms)) == 3  # θ moves every period
+    assert json.loads((tmp_path / "result.json").read_text())["source"] == "proxy"
+    table = format_twiki_table(result)
+    assert PROXY_LINE in table and "| 1112 |" in table
+    both = format_twiki_table({"finetune": result, "again": result})
+    assert PROXY_LINE in both and "| finetune (proxy) |" in both and "1112 Avg" in both
+
+
+def test_resume_after_a_crash_reproduces_the_straight_run(tokenizer, tmp_path, monkeypatch):
+    straight, _ = run(tokenizer, config(), out_dir=tmp_path / "a")
+    calls = {"n": 0}
+    real_step = twiki.train_step
+
+    def crashing_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:  # period 1 has one update; crash inside period 2
+            raise RuntimeError("simulated crash")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(twiki, "train_step", crashing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tokenizer, config(), out_dir=tmp_path / "b")
+    ckpt = tmp_path / "b" / "checkpoint"
+    assert (ckpt / "latest").read_text().strip() == "epoch-0001"
+    after_period_1 = load_file(ckpt / "epoch-0001" / "theta.safetensors")
+    monkeypatch.setattr(twiki, "train_step", real_step)
+    resumed, _ = run(tokenizer, config(), out_dir=tmp_path / "b")
+    assert resumed["results"] == straight["results"]  # period 2 started from period 1's θ
+    final = load_file(ckpt / "epoch-0003" / "theta.safetensors")
+    assert set(final) == set(after_period_1)
+    assert any(not torch.equal(final[n], after_period_1[n]) for n in final)
+    with pytest.raises(ValueError, match="different"):
+        run(tokenizer, config(lr=5e-3), out_dir=tmp_path / "b")
+
+
+def test_rho1_and_taalm_run_and_oracle_is_refused(tokenizer):
+    periods = ("0910",)
+    rho, _ = run(tokenizer, config("rho1"), periods=periods)
+    assert rho["method"] == "rho1" and rho["results"][0]["changed"]["nll"] is not None
+    phi = TrainAttention(tiny_llama(len(tokenizer), seed=1), num_layers=1, lora_rank=2)
+    taalm, _ = run(tokenizer, config("taalm"), periods=periods, method=make_method("taalm", phi=phi))
+    assert taalm["method"] == "taalm" and taalm["source"] == "proxy"
+    with pytest.raises(ValueError, match="oracle"):
+        run(tokenizer, config("oracle"), periods=periods)
+    with pytest.raises(ValueError, match="review_documents"):
+        run(tokenizer, config("mixreview"), periods=periods)
+    review, _ = run(tokenizer, config("mixreview"), periods=periods,
+                    review_documents=["Paris is the capital of France ."])
+    assert review["labels"]["review_pool_size"] == 1
+
+
+def test_sources_must_be_declared_and_consistent(tokenizer):
+    plain = {p: ["Ada worked as a writer in London ."] for p in PROBES}
+    with pytest.raises(ValueError, match="source_label"):
+        run(tokenizer, config(), periods=("0910",), documents_by_period=plain, source_label=None)
+    proxies = {p: proxy_documents(PROBES[p]["changed"]) for p in PROBES}
+    with pytest.raises(ValueError, match="labelled"):
+        run(tokenizer, config(), periods=("0910",), documents_by_period=proxies, source_label="diffset")
+    labelled, _ = run(tokenizer, config(), periods=("0910",), documents_by_period=proxies, source_label=None)
+    assert labelled["source"] == "proxy"
+
+
+def test_max_probes_subsamples_deterministically():
+    rows = [fact(f"s{i}", "r", f"o{i}") for i in range(20)]
+    a, b = subsample_probes(rows, 5, 0, 1), subsample_probes(rows, 5, 0, 1)
+    assert a == b and len(a) == 5 and a == sorted(a, key=rows.index)
+    assert subsample_probes(rows, 5, 1, 1) != a and subsample_probes(rows, 50, 0, 1) == rows

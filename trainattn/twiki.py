@@ -1,0 +1,317 @@
+"""The TemporalWiki protocol: three monthly periods in sequence, θ carried over.
+
+For each period p of ``("0910", "1011", "1112")``: train θ (its LoRA, or K-Adapter) for ONE
+epoch on p's documents with the method's ``token_weights`` (:func:`trainattn.ckl.train_step`),
+then score p's CHANGED and UNCHANGED probes (``twiki_probe_text``, teacher-forced object
+tokens, :func:`~trainattn.evaluate.score_probes`). θ's trainable tensors go on to the next
+period unchanged; the optimizer starts fresh each period, as the official code ran one
+process per period (θ passed on through a pickle). φ, the RHO-1 reference and the RecAdam
+anchors are the run's start (``prepare`` is called once).
+
+Metrics per probe set: ``nll`` = the mean over probes of the mean object-token NLL (the
+paper's "ppl", which is never exponentiated), ``perplexity = exp(nll)`` beside it, and
+``acc`` (partial-credit accuracy); ``avg = (changed + unchanged) / 2``. Tracked per period:
+the training loss, the L2 norm of θ's trainable tensors (``theta_l2``) and timings.
+
+Documents are rows without an object: ``{"uuid", "evidence", "period"}``, encoded with
+:func:`~trainattn.spans.encode_texts` (``object_mask`` all False). The oracle, which needs
+an object inside each document, is refused. Results say ``source: "proxy"`` whenever the
+documents are the proxy of :func:`~trainattn.data.twiki_diffsets.proxy_documents`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .ckl import (
+    _load_checkpoint,
+    _resolve_method,
+    _save_checkpoint,
+    epoch_order,
+    epoch_seed,
+    train_step,
+)
+from .config import CKLConfig, to_dict
+from .data.temporalwiki import (
+    TWIKI_PERIODS,
+    TWIKI_PROBE_KINDS,
+    load_temporalwiki_probes,
+    twiki_probe_text,
+)
+from .data.twiki_diffsets import load_diffset_documents, proxy_documents
+from .evaluate import score_probes
+from .methods import RunContext, TrainBatch
+from .models import add_lora, trainable_tensors
+from .results import versions, write_json_atomic
+from .spans import encode_texts
+
+SOURCES = ("diffset", "proxy")
+PROXY_LINE = "(proxy documents — not comparable with the paper's Table 2)"
+
+
+# ---------------------------------------------------------------- data
+
+
+def subsample_probes(rows: list[dict], max_probes: int | None, seed: int, tag: int) -> list[dict]:
+    """At most ``max_probes`` rows, drawn without replacement under ``(seed, tag)``, in file order."""
+    rows = list(rows)
+    if max_probes is None or len(rows) <= max_probes:
+        return rows
+    rng = np.random.default_rng([seed, 0x7317, tag])
+    return [rows[i] for i in sorted(rng.choice(len(rows), size=max_probes, replace=False).tolist())]
+
+
+def document_rows(period: str, documents: list[str], prefix: str | None = None) -> list[dict]:
+    """Training rows of plain documents: ``{"uuid", "evidence", "period"}``, no ``object``."""
+    return [{"uuid": f"{prefix or period}:{i}", "evidence": text, "period": period}
+            for i, text in enumerate(documents)]
+
+
+def make_document_batch(tokenizer, rows: list[dict], n_to_learn: int, max_length: int) -> TrainBatch:
+    """Encode documents without objects: ``[batch, seq_len]`` tensors, ``object_mask`` all False."""
+    return TrainBatch(encode_texts(tokenizer, [r["evidence"] for r in rows], max_length), rows, n_to_learn)
+
+
+def _probes(periods, probes_by_period, max_probes, seed, data_dir) -> dict:
+    out = {}
+    for period in periods:
+        given = None if probes_by_period is None else probes_by_period.get(period)
+        if probes_by_period is not None and given is None:
+            raise ValueError(f"probes_by_period has no entry for period {period!r}")
+        out[period] = {}
+        for j, kind in enumerate(TWIKI_PROBE_KINDS):
+            rows = given[kind] if given is not None else load_temporalwiki_probes(period, kind, data_dir).to_list()
+            tag = 2 * list(TWIKI_PERIODS).index(period) + j
+            out[period][kind] = subsample_probes(rows, max_probes, seed, tag)
+    return out
+
+
+def _documents(periods, documents_by_period, probes, source_label, diffset_dir):
+    """``({period: documents}, source)``; the source is declared or read from ``Documents.source``."""
+    if source_label is not None and source_label not in SOURCES:
+        raise ValueError(f"source_label must be one of {SOURCES}, got {source_label!r}")
+    if documents_by_period is None:
+        label = source_label or "diffset"
+        if label == "proxy":
+            return {p: proxy_documents(probes[p]["changed"]) for p in periods}, label
+        return {p: load_diffset_documents(p, diffset_dir) for p in periods}, label
+    missing = [p for p in periods if p not in documents_by_period]
+    if missing:
+        raise ValueError(f"documents_by_period has no documents for period(s) {missing}")
+    docs = {p: documents_by_period[p] for p in periods}
+    declared = {getattr(d, "source", None) for d in docs.values()}
+    if len(declared - {None}) > 1:
+        raise ValueError(f"documents mix sources {sorted(declared - {None})}; run them separately")
+    label = source_label or (declared.pop() if len(declared) == 1 else None)
+    if label is None:
+        raise ValueError("say where the documents come from: source_label='diffset' or 'proxy'")
+    if declared - {None, label}:
+        raise ValueError(f"source_label={label!r} but the documents are labelled {sorted(declared - {None})}")
+    return docs, label
+
+
+# ---------------------------------------------------------------- one period
+
+
+def train_period(theta, tokenizer, method, optimizer, config: CKLConfig, rows: list[dict],
+                 index: int, first_step: int, progress: bool = True) -> tuple[float | None, int]:
+    """One epoch over ``rows`` (period ``index``, 1-based); returns (mean loss, updates)."""
+    torch.manual_seed(epoch_seed(config.seed, index))  # dropout masks, reproducible on resume
+    order = epoch_order(len(rows), config.seed, index)
+    losses = []
+    starts = range(0, len(order), config.batch_size)
+    for i, start in enumerate(tqdm(starts, desc=f"period {index}", disable=not progress, leave=False)):
+        step = first_step + i + 1
+        learn = [rows[j] for j in order[start : start + config.batch_size]]
+        review = method.review_rows(index, step, len(learn))
+        batch = make_document_batch(tokenizer, learn + review, len(learn), config.theta.max_length)
+        losses.append(train_step(theta, method, optimizer, batch, step))
+    return (float(np.mean(losses)) if losses else None), len(losses)
+
+
+def probe_metrics(scores) -> dict:
+    """``{"nll", "perplexity", "acc", "n", "n_not_located"}`` of one probe set (``None`` if none located)."""
+    s = scores.summary()
+    nll = None if math.isnan(s["nll"]) else s["nll"]
+    acc = None if math.isnan(s["accuracy"]) else s["accuracy"]
+    return {"nll": nll, "perplexity": None if nll is None else math.exp(nll), "acc": acc,
+            "n": s["n"], "n_not_located": s["n_not_located"]}
+
+
+def average_metrics(changed: dict, unchanged: dict) -> dict:
+    """``avg = (changed + unchanged) / 2`` for nll and acc; ``perplexity = exp(avg nll)``."""
+    def mean(key):
+        a, b = changed[key], unchanged[key]
+        return None if a is None or b is None else (a + b) / 2
+
+    nll = mean("nll")
+    return {"nll": nll, "perplexity": None if nll is None else math.exp(nll), "acc": mean("acc")}
+
+
+def score_period(theta, tokenizer, config: CKLConfig, probe_sets: dict, progress: bool = True) -> dict:
+    """Score one period's probes: ``{"changed": {...}, "unchanged": {...}, "avg": {...}}``."""
+    out = {}
+    for kind in TWIKI_PROBE_KINDS:
+        rows = probe_sets[kind]
+        texts = [twiki_probe_text(r["subject"], r["relation"], r["object"]) for r in rows]
+        scores = score_probes(theta, tokenizer, texts, [r["object"] for r in rows],
+                              config.eval_batch_size, progress=f"{kind} probes" if progress else False)
+        out[kind] = probe_metrics(scores)
+    out["avg"] = average_metrics(out["changed"], out["unchanged"])
+    return out
+
+
+def theta_l2(theta) -> float:
+    """L2 norm of θ's trainable tensors (tracks that θ moves and is carried over)."""
+    return float(torch.sqrt(sum((p.detach().double() ** 2).sum() for p in trainable_tensors(theta).values())))
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_temporalwiki(config: CKLConfig, model, tokenizer, periods=("0910", "1011", "1112"),
+                     documents_by_period: dict[str, list[str]] | None = None,
+                     probes_by_period: dict[str, dict[str, list[dict]]] | None = None,
+                     method=None, out_dir=None, max_probes: int | None = None,
+                     source_label: str | None = None, progress: bool = True, data_dir=None,
+                     diffset_dir=None, review_documents: list[str] | None = None) -> dict:
+    """Run the TemporalWiki protocol and return its results (also ``out_dir/result.json``).
+
+    Args:
+        model: a fresh base LM (modified in place: LoRA is injected).
+        documents_by_period: training documents per period; ``None`` loads the filtered
+            diff-sets (``source_label`` "diffset"/None) or builds proxies from the (subsampled)
+            CHANGED probes (``source_label="proxy"``).
+        probes_by_period: ``{period: {"changed": rows, "unchanged": rows}}`` with rows
+            ``{"subject", "relation", "object"}``; ``None`` loads TWiki-Probes (``data_dir``).
+        source_label: "diffset" | "proxy"; ``None`` reads ``Documents.source``.
+        max_probes: per probe set, a seeded subsample for CPU-scale runs.
+        review_documents: the Mix-review pool (the paper: the August 2021 Wikipedia snapshot).
+
+    With ``out_dir``, a checkpoint is written after every period and a rerun with the same
+    config and data continues after the last finished period.
+    """
+    periods = tuple(periods)
+    for p in periods:
+        if p not in TWIKI_PERIODS:
+            raise ValueError(f"unknown TemporalWiki period {p!r}; valid: {', '.join(TWIKI_PERIODS)}")
+    method = _resolve_method(config, method)
+    if method.weighting_method.name == "oracle":
+        raise ValueError("the oracle needs each document's object string; TemporalWiki documents "
+                         "have none, so oracle is not available here (use finetune, taalm or rho1)")
+    if any(a.name == "mixreview" for a in method.addons) and (not review_documents or config.review_pool != "disjoint"):
+        raise ValueError("mixreview on TemporalWiki needs review_documents=[...] (the paper replays the "
+                         "August 2021 Wikipedia snapshot) and review_pool='disjoint'")
+    probes = _probes(periods, probes_by_period, max_probes, config.seed, data_dir)
+    docs, source = _documents(periods, documents_by_period, probes, source_label, diffset_dir)
+    rows = {p: document_rows(p, docs[p]) for p in periods}
+    updates = {p: math.ceil(len(rows[p]) / config.batch_size) for p in periods}
+    review = document_rows("review", review_documents, "review") if review_documents else None
+    context = RunContext([r for p in periods for r in rows[p]], [], review, sum(updates.values()), config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # adapter initialisation, rebuilt identically on resume
+        theta = method.build_model(model)
+    if theta is None:
+        t = config.theta
+        theta = add_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, seed=config.seed)
+    method.prepare(theta, tokenizer, config, context)
+
+    def fresh_optimizer(period):
+        period_context = dataclasses.replace(context, total_updates=updates[period])
+        return method.make_optimizer(theta, config, period_context) or torch.optim.AdamW(
+            trainable_tensors(theta).values(), lr=config.lr, weight_decay=config.weight_decay)
+
+    identity = _identity(config, method, periods, docs, probes, source, review_documents)
+    ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
+    state = _load_checkpoint(ckpt, identity, theta, fresh_optimizer(periods[0]), method) if ckpt else None
+    state = state or {"epoch": 0, "curves": [], "timings": []}  # "epoch" = periods finished
+    first_step = sum(updates[p] for p in periods[: state["epoch"]])
+    for index in tqdm(range(state["epoch"] + 1, len(periods) + 1), desc=f"TemporalWiki {method.name}",
+                      disable=not progress):
+        period = periods[index - 1]
+        t0 = time.perf_counter()
+        optimizer = fresh_optimizer(period)
+        loss, n = train_period(theta, tokenizer, method, optimizer, config, rows[period],
+                               index, first_step, progress)
+        first_step += n
+        t1 = time.perf_counter()
+        scores = score_period(theta, tokenizer, config, probes[period], progress)
+        state["epoch"] = index
+        state["curves"].append({"period": period, "probe_file": TWIKI_PERIODS[period], "train_loss": loss,
+                                "updates": n, "theta_l2": theta_l2(theta), **scores})
+        state["timings"].append({"period": period, "train_s": t1 - t0, "eval_s": time.perf_counter() - t1})
+        if ckpt:
+            _save_checkpoint(ckpt, identity, state, theta, optimizer, method)
+
+    result = {
+        "benchmark": "temporalwiki", "source": source,
+        "source_note": PROXY_LINE if source == "proxy" else "filtered TemporalWiki diff-sets (Appendix C.1)",
+        "metric": "nll = mean object-token NLL over probes (the paper's 'ppl'); perplexity = exp(nll)",
+        "method": method.name, "labels": dict(method.labels), "config": to_dict(config),
+        "seed": config.seed, "versions": versions(), "periods": list(periods), "max_probes": max_probes,
+        "sizes": {p: {"documents": len(docs[p]), "updates": updates[p],
+                      **{k: len(probes[p][k]) for k in TWIKI_PROBE_KINDS}} for p in periods},
+        "documents": {p: getattr(docs[p], "info", {"source": source}) for p in periods},
+        "results": state["curves"], "timings": state["timings"],
+    }
+    if out_dir is not None:
+        write_json_atomic(Path(out_dir) / "result.json", result)
+    return result
+
+
+def _identity(config, method, periods, docs, probes, source, review_documents) -> dict:
+    """What a checkpoint must match to be resumed: config, method, periods and the data."""
+    digest = hashlib.sha256(json.dumps(
+        [source, list(periods), {p: list(docs[p]) for p in periods}, probes, review_documents],
+        sort_keys=True, ensure_ascii=False).encode())
+    return json.loads(json.dumps({"config": to_dict(config), "method": method.name,
+                                  "periods": list(periods), "data_sha256": digest.hexdigest()}))
+
+
+# ---------------------------------------------------------------- table
+
+
+def format_twiki_table(result, digits: int = 4) -> str:
+    """A paper-style Markdown table of mean object-token NLL (Un / C / Avg; lower is better).
+
+    ``result``: one result (rows = periods) or a list / ``{name: result}`` of results
+    (rows = methods, Un / C / Avg per period, as Table 2). Says "proxy" when any is.
+    """
+    if isinstance(result, dict) and "results" in result:
+        named = None
+        results = [result]
+    else:
+        named = dict(result) if isinstance(result, dict) else {r["method"]: r for r in result}
+        results = list(named.values())
+
+    def cell(block):
+        return "–" if block["nll"] is None else f"{block['nll']:.{digits}f}"
+
+    lines = ["TemporalWiki — mean object-token NLL (the paper's 'ppl'; lower is better)"]
+    if any(r.get("source") == "proxy" for r in results):
+        lines.append(PROXY_LINE)
+    if named is None:
+        r = results[0]
+        lines += [f"method: {r['method']} · source: {r['source']}", "",
+                  "| period | Un | C | Avg |", "|---|---|---|---|"]
+        lines += [f"| {p['period']} | {cell(p['unchanged'])} | {cell(p['changed'])} | {cell(p['avg'])} |"
+                  for p in r["results"]]
+        return "\n".join(lines)
+    periods = [p["period"] for p in results[0]["results"]]
+    header = " | ".join(f"{p} {k}" for p in periods for k in ("Un", "C", "Avg"))
+    lines += ["", f"| method | {header} |", "|---" * (1 + 3 * len(periods)) + "|"]
+    for name, r in named.items():
+        by = {p["period"]: p for p in r["results"]}
+        cells = [cell(by[p][k]) if p in by else "–" for p in periods for k in ("unchanged", "changed", "avg")]
+        tag = " (proxy)" if r.get("source") == "proxy" else ""
+        lines.append(f"| {name}{tag} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
