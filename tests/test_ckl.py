@@ -107,7 +107,7 @@ def test_run_writes_a_complete_result(tokenizer, tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved == json.loads(json.dumps(result))
     assert saved["method"] == "finetune+mixreview" and saved["labels"] == {"review_pool": "paper", "review_pool_size": 2}
-    assert set(saved["versions"]) == {"torch", "transformers", "trainattn"}
+    assert {"torch", "transformers", "trainattn"} <= set(saved["versions"])
     assert saved["config"]["method"] == "finetune+mixreview" and saved["seed"] == 0
     for name in ("to_learn", "not_to_forget", "val", "to_learn_rest"):
         assert len(saved["curves"][name]["acc"]) == len(saved["curves"][name]["nll"]) == 3

@@ -9,8 +9,20 @@ epoch ends with an atomic checkpoint; a rerun with the same config continues
 from it and reproduces the uninterrupted run exactly.
 
 :func:`train_step` is the only place that runs forward, backward and the
-optimizer step, so a data-parallel wrapper (``accelerate``) can swap in its
-``backward`` and its batches without touching the rest.
+optimizer step, so a data-parallel wrapper can swap in its ``backward`` and
+its batches without touching the rest.
+
+Data parallel (``accelerate launch``): pass ``accelerator=Accelerator()``.
+Every process keeps a full replica of θ and of the method's state (no DDP
+wrapper: parameter names, RHO-1's reference forward, RecAdam's anchors and
+K-Adapter stay untouched); each global batch (exactly the single-process
+batch, Mix-review rows included) is split row-wise across processes and the
+gradients are averaged by a manual all-reduce with per-process loss scaling,
+so each update equals the single-process one up to float rounding (see
+:mod:`trainattn.parallel`). Every process evaluates every probe (cheap, and
+keeps the replicas' curves identical); only the main process writes
+checkpoints and results, the others wait at a barrier. Dropout masks are
+drawn per process, so with dropout > 0 runs agree in distribution only.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from .methods import (
     make_method,
 )
 from .models import add_lora, trainable_tensors
+from .parallel import GradientSync, barrier, rank_world, shard_batch
 from .results import versions, write_json_atomic, write_text_atomic
 from .spans import encode_with_objects
 
@@ -126,40 +139,71 @@ def train_step(theta, method: CompositeMethod, optimizer, batch: TrainBatch, ste
                backward=None) -> float:
     """One update of θ on ``batch``: TWL with the method's weights (+ its extra loss).
 
-    Raises :class:`~trainattn.errors.NonFiniteLossError` before the update if
-    the loss is NaN/inf. ``backward`` defaults to ``loss.backward()``.
+    ``batch`` tensors are ``[batch, seq_len]``; an empty batch (a data-parallel
+    process without rows this step) contributes only the extra loss.
+    ``backward(loss)`` defaults to ``loss.backward()``; a data-parallel one
+    (:meth:`~trainattn.parallel.GradientSync.backward`) returns the global
+    batch loss, which is then checked and returned. Raises
+    :class:`~trainattn.errors.NonFiniteLossError` before the update if the
+    loss is NaN/inf (on every process together in data-parallel mode).
     """
     theta.train()
     optimizer.zero_grad(set_to_none=True)
     device = next(theta.parameters()).device
-    batch = TrainBatch(batch.encoded.to(device), batch.rows, batch.n_to_learn)
-    logits = lm_logits(theta, batch.encoded)
-    nll = per_token_nll(logits, batch.encoded.input_ids)
-    weights = method.batch_token_weights(batch, logits, theta)
-    loss = token_weighted_loss(nll, weights, batch.encoded.attention_mask)
+    where = f"CKL training step {step} ({method.name})"
+    if batch.rows:
+        batch = TrainBatch(batch.encoded.to(device), batch.rows, batch.n_to_learn)
+        logits = lm_logits(theta, batch.encoded)
+        nll = per_token_nll(logits, batch.encoded.input_ids)
+        weights = method.batch_token_weights(batch, logits, theta)
+        loss = token_weighted_loss(nll, weights, batch.encoded.attention_mask)
+    else:
+        loss = torch.zeros((), device=device)
     extra = method.extra_loss(theta, step)
     if extra is not None:
         loss = loss + extra
-    check_finite(loss, f"CKL training step {step} ({method.name})")
-    (backward or torch.Tensor.backward)(loss)
+    if backward is None:
+        check_finite(loss, where)
+        loss.backward()
+        value = float(loss.detach())
+    else:
+        value = backward(loss)
+        value = float(loss.detach()) if value is None else float(value)
+        check_finite(torch.tensor(value), where)
     optimizer.step()
-    return float(loss.detach())
+    return value
 
 
 def train_epoch(theta, tokenizer, method, optimizer, config: CKLConfig, rows: list[dict],
-                epoch: int, progress: bool = True) -> float:
-    """Train one epoch (1-based ``epoch``); returns the mean training loss."""
-    torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout masks, reproducible on resume
+                epoch: int, progress: bool = True, accelerator=None) -> float:
+    """Train one epoch (1-based ``epoch``); returns the mean training loss of the global batches.
+
+    With an ``accelerator`` of N > 1 processes, each process trains on its
+    shard of every global batch (:func:`~trainattn.parallel.shard_batch`) and
+    gradients are averaged (:class:`~trainattn.parallel.GradientSync`).
+    """
+    rank, world = rank_world(accelerator)
+    seed = epoch_seed(config.seed, epoch)
+    if world > 1:  # distinct dropout masks per process
+        seed = int(np.random.SeedSequence([config.seed, epoch, rank]).generate_state(1)[0])
+    torch.manual_seed(seed)  # dropout masks, reproducible on resume
+    sync = GradientSync(trainable_tensors(theta).values(), world) if world > 1 else None
     order = epoch_order(len(rows), config.seed, epoch)
     per_epoch = math.ceil(len(rows) / config.batch_size)
     losses = []
     starts = range(0, len(order), config.batch_size)
-    for i, start in enumerate(tqdm(starts, desc=f"epoch {epoch}", disable=not progress, leave=False)):
+    show = progress and rank == 0
+    for i, start in enumerate(tqdm(starts, desc=f"epoch {epoch}", disable=not show, leave=False)):
         step = (epoch - 1) * per_epoch + i + 1
         learn = [rows[j] for j in order[start : start + config.batch_size]]
         review = method.review_rows(epoch, step, len(learn))
         batch = make_train_batch(tokenizer, learn + review, len(learn), config.theta.max_length)
-        losses.append(train_step(theta, method, optimizer, batch, step))
+        if sync is None:
+            losses.append(train_step(theta, method, optimizer, batch, step))
+            continue
+        local = shard_batch(batch, rank, world)
+        share = world * len(local.rows) / len(batch.rows)  # see trainattn.parallel
+        losses.append(train_step(theta, method, optimizer, local, step, sync.for_step(share)))
     return float(np.mean(losses))
 
 
@@ -192,15 +236,25 @@ def _mean(scores, idx) -> dict:
 
 def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forget_rows,
                  method: Method | str | None = None, out_dir=None, review_rows=None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, accelerator=None) -> dict:
     """Run one LAMA-CKL experiment and return its results (also written to ``out_dir/result.json``).
 
     ``model`` is modified in place (LoRA is injected, or it becomes a frozen
     K-Adapter base): pass a fresh model per run. ``method`` defaults to
     ``make_method(config.method)``; a given method must have the same name.
     With ``out_dir``, a checkpoint of the same config and data is resumed.
+
+    ``accelerator`` (an ``accelerate.Accelerator``, optional): θ is moved to
+    its device; with several processes training is data parallel (module
+    docstring), every process returns the same result, and only the main
+    process writes ``out_dir``. A checkpoint written by a run with another
+    number of processes resumes too (the state is replicated, not sharded).
     """
     method = _resolve_method(config, method)
+    main = accelerator is None or accelerator.is_main_process
+    progress = progress and main
+    if accelerator is not None:
+        model = model.to(accelerator.device)
     to_learn_rows, not_to_forget_rows = list(to_learn_rows), list(not_to_forget_rows)
     val_idx = validation_indices(len(to_learn_rows), config.val_fraction, config.seed)
     per_epoch = math.ceil(len(to_learn_rows) / config.batch_size)
@@ -219,27 +273,32 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
     identity = _identity(config, method, to_learn_rows, not_to_forget_rows)
     ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
     state = _load_checkpoint(ckpt, identity, theta, optimizer, method) if ckpt else None
+    barrier(accelerator)  # everyone has read the checkpoint before the main process writes one
     if state is None:
         start = time.perf_counter()
         scores = evaluate_theta(theta, tokenizer, config, to_learn_rows, not_to_forget_rows, val_idx, progress)
         state = {"epoch": 0, "curves": _empty_curves(), "timings": []}
         _append(state, scores, None, {"epoch": 0, "train_s": 0.0, "eval_s": time.perf_counter() - start})
-        if ckpt:
+        if ckpt and main:
             _save_checkpoint(ckpt, identity, state, theta, optimizer, method)
+        barrier(accelerator)
     epochs = range(state["epoch"] + 1, config.epochs + 1)
     for epoch in tqdm(epochs, desc=f"CKL {method.name}", disable=not progress):
         t0 = time.perf_counter()
-        loss = train_epoch(theta, tokenizer, method, optimizer, config, to_learn_rows, epoch, progress)
+        loss = train_epoch(theta, tokenizer, method, optimizer, config, to_learn_rows, epoch, progress,
+                           accelerator=accelerator)
         t1 = time.perf_counter()
         scores = evaluate_theta(theta, tokenizer, config, to_learn_rows, not_to_forget_rows, val_idx, progress)
         state["epoch"] = epoch
         _append(state, scores, loss, {"epoch": epoch, "train_s": t1 - t0, "eval_s": time.perf_counter() - t1})
-        if ckpt:
+        if ckpt and main:
             _save_checkpoint(ckpt, identity, state, theta, optimizer, method)
+        barrier(accelerator)
 
     result = _result(config, method, state, context, val_idx)
-    if out_dir is not None:
+    if out_dir is not None and main:
         write_json_atomic(Path(out_dir) / "result.json", result)
+    barrier(accelerator)
     return result
 
 
@@ -338,6 +397,6 @@ def _load_checkpoint(ckpt: Path, identity, theta, optimizer, method) -> dict | N
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(tensors[n])
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
     method.load_state_dict(saved["method_state"])
     return {k: saved[k] for k in ("epoch", "curves", "timings")}
