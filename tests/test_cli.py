@@ -108,3 +108,33 @@ def test_ckl_command_runs_temporalwiki_with_labelled_proxy_documents(model_dir, 
     result = json.loads((tmp_path / "tw" / "result.json").read_text())
     assert result["source"] == "proxy"
     assert "proxy" in capsys.readouterr().out
+
+
+@needs_data
+def test_meta_train_then_validate_then_taalm_end_to_end(model_dir, tmp_path, capsys):
+    from trainattn.data import load_lama_ckl
+    from trainattn.results import write_text_atomic
+
+    tailored = tmp_path / "tailored"
+    variant = [dict(r) for r in load_lama_ckl("variant").select(range(10))]
+    invariant = [dict(r) for r in load_lama_ckl("invariant_descriptive").select(range(2))]
+    for name, rows in (("to_learn", variant[:2]), ("not_to_forget", invariant), ("meta_pool", variant[2:])):
+        write_text_atomic(tailored / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(tailored / "stats.json", "{}")
+    tiny = [f"theta.model={model_dir}", f"phi.model={model_dir}", "phi.num_layers=1", "theta.lora_rank=2",
+            "phi.lora_rank=2", "theta.max_length=64", "meta_steps=2", "meta_batch=2", "val_size=2",
+            "val_epochs=1", "val_every=1", "checkpoint_every=1"]
+    phi_run = tmp_path / "phi"
+    assert main(["meta-train", "--tailored", str(tailored), "--out", str(phi_run), "--set", *tiny]) == 0
+    meta = json.loads((phi_run / "result.json").read_text())
+    assert meta["finished"] and [v["step"] for v in meta["validations"]] == [0, 1, 2]
+    assert {"phi", "uniform", "weight_object", "weight_other"} <= set(meta["validations"][-1])
+    out = tmp_path / "val.json"
+    assert main(["meta-validate", "--phi", str(phi_run), "--tailored", str(tailored), "--examples-used", "4",
+                 "--size", "2", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["size"] == 2
+    code = main(["ckl", "--method", "taalm", "--phi", str(phi_run), "--tailored", str(tailored),
+                 "--out", str(tmp_path / "taalm"), "--set", f"theta.model={model_dir}", "epochs=1",
+                 "n_to_learn=2", "n_not_to_forget=2", "batch_size=2", "theta.lora_rank=2"])
+    assert code == 0
+    assert json.loads((tmp_path / "taalm" / "result.json").read_text())["method"] == "taalm"

@@ -99,6 +99,34 @@ def _meta_train(args):
     return 0
 
 
+def _meta_validate(args):
+    from .config import MetaConfig, from_dict
+    from .data import load_tailored
+    from .meta import MetaLearner, examples_from_rows
+    from .meta_train import load_trained_phi, validate
+    from .models import add_lora, load_lm
+    from .results import read_json, write_json_atomic
+
+    state = Path(args.phi) / "checkpoint" / "state.json"
+    config = from_dict(MetaConfig, read_json(state)["config"], str(state))
+    theta, tokenizer = load_lm(config.theta.model)
+    theta = add_lora(theta, config.theta.lora_rank, config.theta.lora_alpha, config.theta.lora_dropout,
+                     seed=config.seed)
+    phi = load_trained_phi(args.phi, tokenizer)
+    splits = load_tailored(args.tailored)
+    rows = splits.to_learn if args.split == "to_learn" else splits.meta_pool[: config.val_size]
+    if args.split == "meta_unseen":
+        used = config.val_size + args.examples_used
+        rows = splits.meta_pool[used : used + args.size]
+    examples = examples_from_rows(rows[: args.size], config.probe_form if args.split != "to_learn" else "descriptive")
+    report = validate(MetaLearner(config, theta, phi, tokenizer), examples)
+    report.update(split=args.split, size=len(examples))
+    print(json.dumps(report, indent=1))
+    if args.out:
+        write_json_atomic(args.out, report)
+    return 0
+
+
 def _ckl(args):
     from .ckl import run_lama_ckl
     from .config import CKLConfig, load_config
@@ -207,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=42)
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=_meta_train)
+
+    p = sub.add_parser("meta-validate", help="validate a trained φ on more held-out documents")
+    p.add_argument("--phi", required=True, help="meta-training run folder")
+    p.add_argument("--tailored", required=True, help="folder written by `trainattn tailor`")
+    p.add_argument("--split", default="meta_unseen", choices=["meta_unseen", "meta_val", "to_learn"],
+                   help="meta_unseen: pool rows after the validation and training rows")
+    p.add_argument("--examples-used", type=int, default=0,
+                   help="how many pool rows after the validation rows the run trained on")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=_meta_validate)
 
     p = sub.add_parser("ckl", help="one continual-knowledge-learning run (LAMA-CKL) with one method")
     p.add_argument("--method", default=None, help="e.g. finetune, oracle, rho1, taalm, taalm+mixreview")

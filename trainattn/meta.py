@@ -94,7 +94,10 @@ class MetaLearner:
             p.requires_grad_(False)
         self.inner_optimizer = make_inner_optimizer(config.inner_optimizer, config.inner_lr)
         self.phi_params = trainable_tensors(phi)
-        self.phi_optimizer = torch.optim.AdamW(self.phi_params.values(), lr=config.outer_lr)
+        # a frozen φ (loaded for validation only) has nothing to optimise
+        self.phi_optimizer = (
+            torch.optim.AdamW(self.phi_params.values(), lr=config.outer_lr) if self.phi_params else None
+        )
         self.theta.eval()  # no dropout: the inner update is deterministic
 
     def encode(self, example: MetaExample) -> tuple[EncodedBatch, EncodedBatch]:
@@ -175,6 +178,8 @@ class MetaLearner:
 
     def meta_step(self, examples: list[MetaExample], drift: list[MetaExample] | None = None) -> dict:
         """One φ update from the mean gradient over ``examples``; returns averaged logs."""
+        if self.phi_optimizer is None:
+            raise ValueError("φ has no trainable tensors (a frozen, loaded φ cannot be meta-trained)")
         self.phi.train()
         self.phi_optimizer.zero_grad(set_to_none=True)
         infos = []

@@ -46,8 +46,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, data) -> Path:
-    """JSON (NaN written as null-free ``NaN`` is refused) via :func:`write_text_atomic`."""
-    return write_text_atomic(path, json.dumps(data, indent=1, default=_jsonable, allow_nan=False) + "\n")
+    """Strict JSON via :func:`write_text_atomic`; NaN and ±inf become ``null``."""
+    text = json.dumps(_finite(data), indent=1, default=_jsonable, allow_nan=False)
+    return write_text_atomic(path, text + "\n")
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read_json(path: str | os.PathLike):
