@@ -1,0 +1,257 @@
+"""The book: profiles, committed notebooks, tolerance comparison (nothing is executed by default)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainattn.book import (
+    BookCheckError,
+    band_for,
+    check_profile,
+    check_toc,
+    compare_results,
+    flatten,
+    format_mismatches,
+    list_notebooks,
+    load_profile,
+    parameters_cell,
+    run_book,
+)
+from trainattn.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+PROFILES = ("ci", "cpu", "gpu")
+
+
+# ------------------------------------------------------------ committed notebooks
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_committed_without_outputs(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [], f"{path.name} cell {i} has outputs"
+            assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_parameters_cell_holds_plain_literals(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[0]
+    for node in ast.parse("".join(tagged[0]["source"])).body:
+        assert isinstance(node, ast.Assign), ast.dump(node)
+        ast.literal_eval(node.value)  # raises on anything but a plain literal
+    params = parameters_cell(path)
+    assert {"profile", "results_path"} <= set(params)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_has_colab_badge_guarded_install_and_results_check(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    first_md = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+    url = f"https://colab.research.google.com/github/trainattn/trainattn/blob/main/notebooks/{path.name}"
+    assert url in "".join(first_md["source"])
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert '"google.colab" in sys.modules' in code[1]
+    assert "results_path" in code[-1] and "assert" in code[-1]
+    sources = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "## Results check" in sources
+    assert "2407.16920" in sources or "NeurIPS 2024" in sources, "cite the paper at the top"
+
+
+# ------------------------------------------------------------ profiles
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_sets_only_declared_parameters(profile):
+    assert check_profile(profile, ROOT) == []
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_covers_every_notebook(profile):
+    data = load_profile(profile, ROOT)
+    assert "common" in data
+    for path in NOTEBOOKS:
+        # Without a section a notebook runs at its own (cpu-scale) defaults under this profile.
+        assert path.stem in data, (f"notebooks/profiles/{profile}.yml has no section for "
+                                   f"{path.stem}: add one with this profile's sizes")
+
+
+def test_gpu_profile_is_paper_scale():
+    data = load_profile("gpu", ROOT)
+    assert data["common"]["model_name"] in {
+        "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "meta-llama/Llama-2-7b-hf"}
+    text = (ROOT / "notebooks" / "profiles" / "gpu.yml").read_text()
+    assert "meta-llama/Llama-2-7b-hf" in text and "TinyLlama/TinyLlama-1.1B-Chat-v1.0" in text
+    assert data["common"]["max_length"] == 512
+    ckl = data["02_token_weighted_learning"]
+    assert (ckl["n_to_learn"], ckl["n_not_to_forget"], ckl["epochs"]) == (500, 500, 30)
+    assert (ckl["lr"], ckl["batch_size"]) == (1e-4, 64)
+    assert (ckl["lora_rank"], ckl["lora_alpha"]) == (64, 16)
+
+
+def test_ci_profile_is_small():
+    ckl = load_profile("ci", ROOT)["02_token_weighted_learning"]
+    assert ckl["n_to_learn"] <= 32 and ckl["n_not_to_forget"] <= 32 and ckl["epochs"] <= 2
+
+
+def test_profile_with_undeclared_parameter_is_reported(tmp_path):
+    (tmp_path / "notebooks" / "profiles").mkdir(parents=True)
+    nb = json.loads(NOTEBOOKS[0].read_text(encoding="utf-8"))
+    (tmp_path / "notebooks" / NOTEBOOKS[0].name).write_text(json.dumps(nb))
+    (tmp_path / "notebooks" / "profiles" / "x.yml").write_text(yaml.safe_dump(
+        {"common": {"epochz": 3}, "99_missing": {}}))
+    problems = check_profile("x", tmp_path)
+    assert any("'epochz'" in p for p in problems)
+    assert any("99_missing" in p for p in problems)
+
+
+def test_missing_profile_names_the_known_ones():
+    with pytest.raises(FileNotFoundError, match="known profiles: ci, cpu, gpu"):
+        load_profile("laptop", ROOT)
+
+
+def test_list_notebooks_by_prefix_and_unknown_name():
+    assert [p.stem for p in list_notebooks(ROOT, ["01"])] == ["01_concept"]
+    with pytest.raises(ValueError, match="matches nothing"):
+        list_notebooks(ROOT, ["99_nope"])
+
+
+# ------------------------------------------------------------ tolerance comparison
+
+TOLERANCES = {
+    "default": {"abs": 1e-6},
+    "ignore": ["versions.*"],
+    "nb": {"metrics.top_acc": {"abs": 0.05}, "curve.*": {"rel": 0.1}, "ignore": ["seconds"]},
+}
+REFERENCE = {"metrics": {"top_acc": 0.30, "epoch": 2}, "curve": [1.0, 2.0], "name": "oracle",
+             "seconds": 10.0, "versions": {"torch": "2.13"}}
+
+
+def test_flatten_dotted_paths():
+    assert flatten({"a": {"b": [1, {"c": None}]}, "d": []}) == {"a.b.0": 1, "a.b.1.c": None, "d": []}
+
+
+def test_band_lookup_exact_pattern_default_ignore():
+    assert band_for(TOLERANCES, "nb", "metrics.top_acc") == {"abs": 0.05, "rel": 0.0}
+    assert band_for(TOLERANCES, "nb", "curve.1") == {"abs": 0.0, "rel": 0.1}
+    assert band_for(TOLERANCES, "nb", "metrics.epoch") == {"abs": 1e-6, "rel": 0.0}
+    assert band_for(TOLERANCES, "nb", "seconds") is None
+    assert band_for(TOLERANCES, "other", "versions.torch") is None
+
+
+def test_within_band_passes():
+    got = {**REFERENCE, "metrics": {"top_acc": 0.34, "epoch": 2}, "curve": [1.09, 1.85],
+           "seconds": 99.0, "versions": {"torch": "9.9"}}
+    assert compare_results("nb", REFERENCE, got, TOLERANCES) == []
+
+
+def test_outside_band_gives_readable_table():
+    got = {**REFERENCE, "metrics": {"top_acc": 0.40, "epoch": 3}, "name": "finetune",
+           "extra": 1}
+    del got["curve"]
+    mismatches = compare_results("nb", REFERENCE, got, TOLERANCES)
+    keys = {m.key: m for m in mismatches}
+    assert set(keys) == {"metrics.top_acc", "metrics.epoch", "name", "curve.0", "curve.1", "extra"}
+    assert keys["curve.0"].got == "(missing)" and keys["extra"].reference == "(missing)"
+    table = format_mismatches(mismatches)
+    lines = table.splitlines()
+    assert lines[0].split() == ["notebook", "key", "reference", "got", "band"]
+    top = next(line for line in lines if "metrics.top_acc" in line)
+    assert top.split() == ["nb", "metrics.top_acc", "0.3", "0.4", "abs", "0.05"]
+
+
+def test_bool_and_int_are_not_equal():
+    assert compare_results("nb", {"x": True}, {"x": 1}, {})
+
+
+def _fake_project(tmp_path: Path) -> Path:
+    (tmp_path / "notebooks" / "profiles").mkdir(parents=True)
+    nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [],
+                     "execution_count": None, "source": "profile = 'x'\nresults_path = 'r.json'\n"}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "notebooks" / "01_toy.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "notebooks" / "profiles" / "ci.yml").write_text("common: {}\n")
+    return tmp_path
+
+
+def _fake_papermill(monkeypatch, value):
+    import papermill
+
+    def execute(input_path, output_path, parameters, **kwargs):
+        Path(parameters["results_path"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(parameters["results_path"]).write_text(json.dumps({"acc": value}))
+        Path(output_path).write_text("{}")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+
+
+def test_missing_reference_says_run_with_update(tmp_path, monkeypatch):
+    root = _fake_project(tmp_path)
+    _fake_papermill(monkeypatch, 0.5)
+    with pytest.raises(BookCheckError, match="no reference yet: run with --update"):
+        run_book("ci", root=root)
+
+
+def test_update_then_check_then_mismatch(tmp_path, monkeypatch):
+    root = _fake_project(tmp_path)
+    _fake_papermill(monkeypatch, 0.5)
+    report = run_book("ci", root=root, update=True)
+    assert [r.status for r in report.runs] == ["updated"]
+    assert json.loads((root / "results" / "ci" / "01_toy.json").read_text()) == {"acc": 0.5}
+    assert run_book("ci", root=root).ok
+    (root / "results" / "ci" / "tolerances.yml").write_text("default: {abs: 0.01}\n")
+    _fake_papermill(monkeypatch, 0.6)
+    with pytest.raises(BookCheckError) as err:
+        run_book("ci", root=root)
+    assert "01_toy" in str(err.value) and "acc" in str(err.value) and "abs 0.01" in str(err.value)
+    assert err.value.report.runs[0].status == "mismatch"
+
+
+def test_committed_tolerances_and_references_are_valid():
+    for profile in PROFILES:
+        folder = ROOT / "results" / profile
+        tol = folder / "tolerances.yml"
+        if tol.is_file():
+            data = yaml.safe_load(tol.read_text())
+            assert isinstance(data, dict) and "default" in data
+        for ref in folder.glob("*.json"):
+            assert ref.stem in {p.stem for p in NOTEBOOKS}, f"{ref} names no notebook"
+
+
+def test_toc_names_the_executed_notebooks():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for c in toc["chapters"]]
+    assert files == [f"book/executed/{p.stem}" for p in NOTEBOOKS[: len(files)]]
+    assert check_toc(ROOT) == [] or all(m.startswith("book/executed/") for m in check_toc(ROOT))
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off"
+
+
+def test_cli_book_subcommand_parses():
+    args = build_parser().parse_args(["book", "--profile", "cpu", "--notebooks", "01_concept",
+                                      "--update", "--no-build"])
+    assert (args.profile, args.notebooks, args.update, args.no_build) == (
+        "cpu", ["01_concept"], True, True)
+
+
+# ------------------------------------------------------------ executing (slow)
+
+
+@pytest.mark.slow
+def test_concept_notebook_runs_under_ci_profile(tmp_path):
+    if not os.environ.get("TRAINATTN_DATA") and not (ROOT.parent / "shared" / "data").is_dir():
+        pytest.skip("needs the LAMA-CKL data (TRAINATTN_DATA)")
+    os.environ.setdefault("TRAINATTN_DATA", str(ROOT.parent / "shared" / "data"))
+    report = run_book("ci", ["01_concept"], build_dir=tmp_path, root=ROOT)
+    assert [r.status for r in report.runs] == ["ok"]

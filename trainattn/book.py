@@ -1,0 +1,409 @@
+"""Execute the book's notebooks with papermill, check their numbers, build the book.
+
+A *profile* (``notebooks/profiles/<profile>.yml``) is a mapping: ``common:``
+parameters for every notebook plus one section per notebook stem, e.g.
+``01_concept:``. :func:`run_book` executes each ``notebooks/NN_*.ipynb`` into
+``<build_dir>/<stem>.ipynb`` with those parameters plus ``profile`` and
+``results_path`` (``<build_dir>/results/<profile>/<stem>.json``), then compares
+the JSON each notebook wrote with the committed reference
+``results/<profile>/<stem>.json`` inside the bands of
+``results/<profile>/tolerances.yml``:
+
+.. code-block:: yaml
+
+    default: {abs: 1.0e-6}          # band of any key not named below
+    ignore: ["versions.*"]          # never compared (every notebook)
+    01_concept:                     # per notebook: key pattern -> band
+      "document.*_nll": {rel: 1.0e-3}
+      ignore: ["seconds"]
+
+Keys are dotted paths into the JSON (list items by index, ``curves.0``);
+patterns use :mod:`fnmatch`; an exact key wins over a pattern, otherwise the
+first matching pattern in file order. A value is within its band when
+``|got - ref| <= max(abs, rel * |ref|)``; strings, booleans and nulls must be
+equal. ``update=True`` rewrites the references deliberately.
+
+:func:`build_book` then runs ``jupyter-book build`` strictly (warnings are
+errors) on the executed copies; the book itself executes nothing, and the
+committed notebooks stay output-free.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import TrainattnError
+from .results import read_json, within, write_json_atomic
+
+PROFILES_DIR = Path("notebooks") / "profiles"
+NOTEBOOKS_DIR = Path("notebooks")
+DEFAULT_BUILD_DIR = Path("book") / "executed"  # Jupyter Book always skips `_build/`
+DEFAULT_RESULTS_DIR = Path("results")
+RUNNER_PARAMETERS = ("profile", "results_path")
+_RESERVED = ("default", "ignore")
+
+
+class BookCheckError(TrainattnError):
+    """A notebook failed, or its results left their tolerance bands; holds the report."""
+
+    def __init__(self, report: BookReport):
+        self.report = report
+        super().__init__(report.table())
+
+
+# ------------------------------------------------------------ notebooks, profiles
+
+
+def list_notebooks(root: str | Path = ".", names: list[str] | None = None) -> list[Path]:
+    """``notebooks/NN_*.ipynb`` in order; ``names`` selects by stem or stem prefix (``"01"``)."""
+    folder = Path(root) / NOTEBOOKS_DIR
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"no notebooks/NN_*.ipynb under {Path(root).resolve()}; "
+                                "run from the repository root")
+    if not names:
+        return found
+    chosen = []
+    for name in names:
+        stem = Path(name).stem
+        hits = [p for p in found if p.stem == stem] or [p for p in found if p.stem.startswith(stem)]
+        if len(hits) != 1:
+            raise ValueError(f"notebook {name!r} matches {[p.stem for p in hits] or 'nothing'}; "
+                             f"known: {', '.join(p.stem for p in found)}")
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
+
+
+def parameters_cell(notebook: str | Path) -> dict[str, Any]:
+    """The literals assigned in the notebook's cell tagged ``parameters``.
+
+    Raises ``ValueError`` unless there is exactly one such cell, it is the
+    first code cell, and it holds only ``name = <literal>`` assignments.
+    """
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"{notebook}: {len(tagged)} cells tagged 'parameters', expected 1")
+    if code[0] is not tagged[0]:
+        raise ValueError(f"{notebook}: the 'parameters' cell must be the first code cell")
+    source = "".join(tagged[0]["source"])
+    values: dict[str, Any] = {}
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)):
+            raise ValueError(f"{notebook}: parameters cell line {node.lineno} is not `name = literal`")
+        try:
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError as err:
+            raise ValueError(f"{notebook}: parameter {node.targets[0].id!r} is not a plain "
+                             f"literal (line {node.lineno})") from err
+    return values
+
+
+def load_profile(profile: str, root: str | Path = ".") -> dict[str, dict[str, Any]]:
+    """The profile YAML as ``{"common": {...}, "<stem>": {...}}`` (sections may be absent)."""
+    folder = Path(root) / PROFILES_DIR
+    path = folder / f"{profile}.yml"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.yml"))
+        raise FileNotFoundError(f"no profile {path}; known profiles: {', '.join(known) or 'none'}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values() if v):
+        raise ValueError(f"{path}: expected a mapping of sections (common, <notebook stem>) "
+                         "to mappings of parameters")
+    return {k: dict(v or {}) for k, v in data.items()}
+
+
+def notebook_parameters(profile_data: dict, stem: str) -> dict[str, Any]:
+    """``common`` parameters overridden by the notebook's own section."""
+    return {**profile_data.get("common", {}), **profile_data.get(stem, {})}
+
+
+def check_profile(profile: str, root: str | Path = ".") -> list[str]:
+    """Problems of a profile: unknown sections, parameters a notebook does not declare."""
+    data = load_profile(profile, root)
+    notebooks = {p.stem: p for p in list_notebooks(root)}
+    problems = [f"section {s!r} names no notebook (known: {', '.join(notebooks)})"
+                for s in data if s != "common" and s not in notebooks]
+    for stem, path in notebooks.items():
+        declared = parameters_cell(path)
+        for name in notebook_parameters(data, stem):
+            if name not in declared:
+                problems.append(f"{stem}: parameter {name!r} is not in its parameters cell")
+    problems += [f"{stem}: parameter {name!r} is set by the runner, not the profile"
+                 for stem in notebooks for name in RUNNER_PARAMETERS
+                 if name in notebook_parameters(data, stem)]
+    return problems
+
+
+# ------------------------------------------------------------ tolerance comparison
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves of nested dicts/lists by dotted path (``{"a": [1]}`` → ``{"a.0": 1}``)."""
+    if isinstance(data, dict) and data:
+        items = data.items()
+    elif isinstance(data, list) and data:
+        items = enumerate(data)
+    else:
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def load_tolerances(path: str | Path) -> dict:
+    """The tolerance bands of a profile (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping")
+    return data
+
+
+def band_for(tolerances: dict, stem: str, key: str) -> dict | None:
+    """The band ``{"abs", "rel"}`` of ``key`` in notebook ``stem``; ``None`` if ignored."""
+    section = tolerances.get(stem) or {}
+    ignored = list(tolerances.get("ignore") or []) + list(section.get("ignore") or [])
+    if any(fnmatch.fnmatchcase(key, pattern) for pattern in ignored):
+        return None
+    bands = {k: v for k, v in section.items() if k not in _RESERVED}
+    band = bands.get(key) or next(
+        (v for k, v in bands.items() if fnmatch.fnmatchcase(key, k)), None)
+    band = band or section.get("default") or tolerances.get("default") or {}
+    unknown = set(band) - {"abs", "rel"}
+    if unknown:
+        raise ValueError(f"tolerance band for {stem}:{key} has unknown field(s) {sorted(unknown)}")
+    return {"abs": float(band.get("abs", 0.0)), "rel": float(band.get("rel", 0.0))}
+
+
+@dataclass
+class Mismatch:
+    """One key outside its band (``reference``/``got`` are ``"(missing)"`` when absent)."""
+
+    notebook: str
+    key: str
+    reference: Any
+    got: Any
+    band: str
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _band_text(band: dict) -> str:
+    parts = [f"abs {band['abs']:g}" if band["abs"] else "", f"rel {band['rel']:g}" if band["rel"] else ""]
+    return ", ".join(p for p in parts if p) or "exact"
+
+
+def compare_results(stem: str, reference: dict, got: dict, tolerances: dict) -> list[Mismatch]:
+    """Every key of either JSON whose values differ beyond its band (missing keys included)."""
+    ref, new = flatten(reference), flatten(got)
+    mismatches = []
+    for key in list(ref) + [k for k in new if k not in ref]:
+        band = band_for(tolerances, stem, key)
+        if band is None:
+            continue
+        a, b = ref.get(key, "(missing)"), new.get(key, "(missing)")
+        if key not in ref or key not in new:
+            ok = False
+        elif _number(a) and _number(b):
+            ok = within(float(b), float(a), band["abs"], band["rel"])
+        else:
+            ok = a == b and type(a) is type(b)
+        if not ok:
+            text = _band_text(band) if _number(a) and _number(b) else "equal"
+            mismatches.append(Mismatch(stem, key, a, b, text))
+    return mismatches
+
+
+def _cell(value) -> str:
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6g}"
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def format_mismatches(mismatches: list[Mismatch]) -> str:
+    """A plain-text table: notebook, key, reference, got, band."""
+    rows = [("notebook", "key", "reference", "got", "band")]
+    rows += [(m.notebook, m.key, _cell(m.reference), _cell(m.got), m.band) for m in mismatches]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------ running
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of one notebook: ``status`` is ok | updated | mismatch | no-reference | failed."""
+
+    stem: str
+    status: str
+    seconds: float = 0.0
+    executed: Path | None = None
+    results: Path | None = None
+    message: str = ""
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+
+@dataclass
+class BookReport:
+    """Every notebook's outcome under one profile."""
+
+    profile: str
+    runs: list[NotebookRun] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in ("ok", "updated") for r in self.runs)
+
+    def table(self) -> str:
+        """A summary line per notebook, then the table of keys outside their bands."""
+        lines = [f"profile {self.profile}:"]
+        for r in self.runs:
+            line = f"  {r.stem:<32} {r.status:<13} {r.seconds:7.1f} s"
+            lines.append(line + (f"  {r.message}" if r.message else ""))
+        mismatches = [m for r in self.runs for m in r.mismatches]
+        if mismatches:
+            lines += ["", "results outside their tolerance bands:", format_mismatches(mismatches)]
+        return "\n".join(lines)
+
+
+def run_book(
+    profile: str = "ci",
+    notebooks: list[str] | None = None,
+    build_dir: str | Path = DEFAULT_BUILD_DIR,
+    results_dir: str | Path | None = None,
+    update: bool = False,
+    root: str | Path = ".",
+    timeout: int | None = None,
+    log_output: bool = False,
+) -> BookReport:
+    """Execute the notebooks under ``profile`` and check (or, with ``update``, rewrite) their results.
+
+    Every notebook runs even if an earlier one fails; at the end a
+    :class:`BookCheckError` (its message is the report's table) is raised if
+    any notebook failed, wrote no results, has no reference, or left a band.
+    Relative paths are taken from ``root`` (the repository root).
+    """
+    import papermill as pm
+
+    root = Path(root).resolve()
+    build_dir = root / build_dir
+    results_dir = root / (DEFAULT_RESULTS_DIR if results_dir is None else results_dir) / profile
+    data = load_profile(profile, root)
+    paths = list_notebooks(root, notebooks)
+    unknown = [s for s in data if s != "common" and s not in {p.stem for p in list_notebooks(root)}]
+    if unknown:
+        raise ValueError(f"profile {profile}: section(s) {unknown} name no notebook")
+    tolerances = load_tolerances(results_dir / "tolerances.yml")
+    report = BookReport(profile)
+    for path in paths:
+        stem = path.stem
+        got_path = build_dir / "results" / profile / f"{stem}.json"
+        executed = build_dir / f"{stem}.ipynb"
+        params = {**notebook_parameters(data, stem), "results_path": str(got_path), "profile": profile}
+        run = NotebookRun(stem, "failed", executed=executed, results=got_path)
+        report.runs.append(run)
+        undeclared = sorted(set(params) - set(parameters_cell(path)))
+        if undeclared:
+            run.message = f"parameters {undeclared} are not in the notebook's parameters cell"
+            continue
+        got_path.unlink(missing_ok=True)
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(str(path), str(executed), parameters=params, kernel_name="python3",
+                                cwd=str(root), progress_bar=False, log_output=log_output,
+                                execution_timeout=timeout)
+        except pm.PapermillExecutionError as err:
+            run.message = f"{err.ename}: {err.evalue} (see {executed})"
+            continue
+        finally:
+            run.seconds = time.perf_counter() - start
+        if not got_path.is_file():
+            run.message = f"the notebook wrote no results to {got_path}"
+            continue
+        got = read_json(got_path)
+        reference = results_dir / f"{stem}.json"
+        if update:
+            write_json_atomic(reference, got)
+            run.status, run.message = "updated", f"reference written to {reference.relative_to(root)}"
+        elif not reference.is_file():
+            run.status = "no-reference"
+            run.message = f"no reference yet: run with --update to write {reference.relative_to(root)}"
+        else:
+            run.mismatches = compare_results(stem, read_json(reference), got, tolerances)
+            run.status = "mismatch" if run.mismatches else "ok"
+            run.message = f"{len(run.mismatches)} key(s) outside their bands" if run.mismatches else ""
+    if not report.ok:
+        raise BookCheckError(report)
+    return report
+
+
+def check_toc(root: str | Path = ".") -> list[str]:
+    """Files named in ``_toc.yml`` that do not exist (executed notebooks not yet built)."""
+    root = Path(root)
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    entries = [toc["root"]]
+
+    def walk(items):
+        for item in items or []:
+            if "file" in item:
+                entries.append(item["file"])
+            walk(item.get("chapters"))
+            walk(item.get("sections"))
+            for part in item.get("parts") or []:
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    suffixes = ("", ".md", ".ipynb")
+    return [e for e in entries if not any((root / f"{e}{s}").is_file() for s in suffixes)]
+
+
+def build_book(root: str | Path = ".", strict: bool = True, clean: bool = False) -> Path:
+    """Build the HTML book with ``jupyter-book build`` (warnings are errors when ``strict``).
+
+    The table of contents points at the executed copies (``book/executed/``),
+    so :func:`run_book` must have run first; a missing page is named.
+    Returns the folder of the HTML output.
+    """
+    root = Path(root).resolve()
+    missing = check_toc(root)
+    if missing:
+        raise FileNotFoundError(f"_toc.yml names page(s) that do not exist: {', '.join(missing)}; "
+                                "run `trainattn book` (without --no-build) to execute them first")
+    if clean:
+        shutil.rmtree(root / "_build" / "html", ignore_errors=True)
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.is_file() else "jupyter-book", "build", str(root)]
+    if strict:
+        cmd += ["--warningiserror", "--keep-going"]
+    done = subprocess.run(cmd, cwd=root)
+    if done.returncode != 0:
+        raise TrainattnError(f"`{' '.join(cmd)}` failed (exit {done.returncode}); "
+                             "the warnings above are errors in a strict build")
+    return root / "_build" / "html"
