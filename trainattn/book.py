@@ -331,6 +331,9 @@ def run_book(
             run.message = f"parameters {undeclared} are not in the notebook's parameters cell"
             continue
         got_path.unlink(missing_ok=True)
+        # a notebook keeps resumable work in <stem>_work next to its results; the runner
+        # regenerates, so it starts that work afresh
+        shutil.rmtree(got_path.parent / f"{stem}_work", ignore_errors=True)
         executed.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         try:
