@@ -260,12 +260,7 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
     per_epoch = math.ceil(len(to_learn_rows) / config.batch_size)
     context = RunContext(to_learn_rows, not_to_forget_rows, review_rows,
                          config.epochs * per_epoch, config.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # adapter initialisation, rebuilt identically on resume
-        theta = method.build_model(model)
-    if theta is None:
-        t = config.theta
-        theta = add_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, seed=config.seed)
+    theta = build_theta(config, model, method)
     method.prepare(theta, tokenizer, config, context)
     optimizer = method.make_optimizer(theta, config, context) or torch.optim.AdamW(
         trainable_tensors(theta).values(), lr=config.lr, weight_decay=config.weight_decay)
@@ -300,6 +295,20 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
         write_json_atomic(Path(out_dir) / "result.json", result)
     barrier(accelerator)
     return result
+
+
+def build_theta(config: CKLConfig, model, method: CompositeMethod):
+    """θ for a run: the method's own model (K-Adapter), else ``model`` with LoRA adapters.
+
+    Adapters are initialised under ``config.seed``, so a resumed run rebuilds them identically.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        theta = method.build_model(model)
+    if theta is None:
+        t = config.theta
+        theta = add_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, seed=config.seed)
+    return theta
 
 
 def _resolve_method(config: CKLConfig, method) -> CompositeMethod:

@@ -36,6 +36,7 @@ from .ckl import (
     _load_checkpoint,
     _resolve_method,
     _save_checkpoint,
+    build_theta,
     epoch_order,
     epoch_seed,
     train_step,
@@ -50,7 +51,7 @@ from .data.temporalwiki import (
 from .data.twiki_diffsets import load_diffset_documents, proxy_documents
 from .evaluate import score_probes
 from .methods import RunContext, TrainBatch
-from .models import add_lora, trainable_tensors
+from .models import trainable_tensors
 from .results import versions, write_json_atomic
 from .spans import encode_texts
 
@@ -217,12 +218,7 @@ def run_temporalwiki(config: CKLConfig, model, tokenizer, periods=("0910", "1011
     updates = {p: math.ceil(len(rows[p]) / config.batch_size) for p in periods}
     review = document_rows("review", review_documents, "review") if review_documents else None
     context = RunContext([r for p in periods for r in rows[p]], [], review, sum(updates.values()), config.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # adapter initialisation, rebuilt identically on resume
-        theta = method.build_model(model)
-    if theta is None:
-        t = config.theta
-        theta = add_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, seed=config.seed)
+    theta = build_theta(config, model, method)
     method.prepare(theta, tokenizer, config, context)
 
     def fresh_optimizer(period):
