@@ -5,22 +5,26 @@ from __future__ import annotations
 import html
 
 
-def token_weight_html(tokens: list[str], weights, object_mask=None, scale: float = 1.0) -> str:
-    """Tokens shaded by weight (white 0 → orange ``scale``), object tokens boxed.
+def token_weight_html(tokens: list[str], weights, object_mask=None, scale: float = 1.0,
+                      underline=None, rgb: str = "255, 140, 0", unit: str = "") -> str:
+    """Tokens shaded by value (white 0 → colour ``rgb`` at ``scale``), object tokens boxed.
 
     ``tokens``: the predicted tokens (targets, ``input_ids[1:]`` decoded);
-    ``weights``: ``[seq_len - 1]`` (index t weighs token t + 1, i.e. ``tokens[t]``);
-    ``object_mask``: optional ``[seq_len - 1]`` bool, the object's tokens.
+    ``weights``: ``[seq_len - 1]`` values (index t belongs to token t + 1, i.e. ``tokens[t]``),
+    e.g. φ's weights or per-token losses; ``object_mask`` / ``underline``: optional
+    ``[seq_len - 1]`` bool masks (the object's tokens; e.g. tokens already predicted).
     """
     cells = []
     for i, token in enumerate(tokens):
         w = float(weights[i])
         alpha = max(0.0, min(w / scale, 1.0))
-        style = f"background: rgba(255, 140, 0, {alpha:.2f});"
+        style = f"background: rgba({rgb}, {alpha:.2f});"
         if object_mask is not None and bool(object_mask[i]):
             style += " outline: 2px solid #1f4fb4;"
+        if underline is not None and bool(underline[i]):
+            style += " text-decoration: underline;"
         text = html.escape(token).replace("\n", "⏎")
-        cells.append(f'<span title="{w:.3f}" style="{style}">{text}</span>')
+        cells.append(f'<span title="{w:.3f}{unit}" style="{style}">{text}</span>')
     return ('<div style="line-height: 2; font-family: monospace; white-space: pre-wrap;">'
             + "".join(cells) + "</div>")
 

@@ -1,0 +1,75 @@
+"""Where a document's loss sits: per-token loss, object tokens and known tokens.
+
+Used by the book's first chapter to show why uniform token weights waste
+updates: the tokens that carry the new fact are few, and many others are
+already predicted correctly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .evaluate import lm_logits
+from .losses import known_token_mask, oracle_weights, per_token_nll
+from .spans import encode_with_objects
+
+
+@dataclass
+class TokenView:
+    """One document's next-token view, all ``[seq_len - 1]`` (index t: token t + 1)."""
+
+    tokens: list[str]
+    nll: torch.Tensor
+    on_object: torch.Tensor
+    known: torch.Tensor
+    located: bool
+
+
+@torch.no_grad()
+def token_view(model, tokenizer, document: str, obj: str, max_length: int | None = None) -> TokenView:
+    """Per-token NLL of ``document`` under ``model``, its object tokens and known tokens."""
+    device = next(model.parameters()).device
+    batch = encode_with_objects(tokenizer, [document], [obj], max_length).to(device)
+    logits = lm_logits(model, batch)
+    return TokenView(
+        tokens=[tokenizer.decode([t]) for t in batch.input_ids[0, 1:].tolist()],
+        nll=per_token_nll(logits, batch.input_ids)[0].cpu(),
+        on_object=oracle_weights(batch.object_mask)[0].cpu().bool(),
+        known=known_token_mask(logits, batch.input_ids)[0].cpu(),
+        located=bool(batch.located[0]),
+    )
+
+
+@torch.no_grad()
+def pooled_token_stats(model, tokenizer, documents: list[str], objects: list[str],
+                       max_length: int | None = None, batch_size: int = 8) -> dict:
+    """Loss and known-token shares pooled over documents whose object was located.
+
+    Returns token counts, the object tokens' share of tokens and of the total
+    loss, mean NLLs, the share of tokens (and of object tokens) the model already
+    predicts by argmax, and the share of documents whose object tokens have a
+    higher mean loss than the document as a whole.
+    """
+    device = next(model.parameters()).device
+    totals = torch.zeros(8, dtype=torch.float64)
+    for start in range(0, len(documents), batch_size):
+        enc = encode_with_objects(tokenizer, documents[start : start + batch_size],
+                                  objects[start : start + batch_size], max_length).to(device)
+        logits = lm_logits(model, enc)
+        real = enc.attention_mask[:, 1:].bool() & enc.located[:, None]
+        obj = oracle_weights(enc.object_mask).bool() & real
+        nll = per_token_nll(logits, enc.input_ids) * real
+        known = known_token_mask(logits, enc.input_ids) & real
+        harder = (nll * obj).sum(-1) / obj.sum(-1).clamp_min(1) > nll.sum(-1) / real.sum(-1).clamp_min(1)
+        totals += torch.stack([nll.sum(), (nll * obj).sum(), real.sum(), obj.sum(), known.sum(),
+                               (known & obj).sum(), enc.located.sum(), (harder & enc.located).sum()]).double().cpu()
+    loss_all, loss_obj, n_all, n_obj, n_known, n_obj_known, located, higher = totals.tolist()
+    return {
+        "n_documents": len(documents), "n_located": int(located), "n_tokens": int(n_all),
+        "object_token_share": n_obj / n_all, "object_loss_share": loss_obj / loss_all,
+        "mean_nll": loss_all / n_all, "mean_nll_object": loss_obj / n_obj,
+        "known_share": n_known / n_all, "object_known_share": n_obj_known / n_obj,
+        "share_docs_object_harder": higher / located,
+    }
