@@ -6,6 +6,7 @@ from trainattn.config import MetaConfig, PhiConfig, ThetaConfig
 from trainattn.meta import MetaExample, MetaLearner, outer_objective
 from trainattn.meta_train import batch_indices, meta_train
 from trainattn.models import TrainAttention, add_lora, trainable_tensors
+from trainattn.results import read_json
 from trainattn.tiny import tiny_llama
 
 DOC = "Lochinvar is a castle in Scotland , built in the fifteenth century ."
@@ -197,3 +198,43 @@ def validate_weights(learner, pool):
     return {"object": torch.stack(on).mean().item(), "other": torch.stack(off).mean().item()}
 
 
+
+
+def test_best_validated_phi_is_kept_as_its_own_run(tokenizer, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import trainattn.meta_train as mt
+
+    # scripted validations: the NLL is lowest at step 2 of 4
+    nlls = iter([5.0, 4.0, 3.0, 3.5, 4.5])
+
+    def fake_validate(learner, examples):
+        return {"phi": {"accuracy": 0.0, "nll": next(nlls)}, "uniform": {"accuracy": 0.0, "nll": 5.0},
+                "weight_object": 0.5, "weight_other": 0.5}
+
+    monkeypatch.setattr(mt, "validate", fake_validate)
+    learner = make_learner(tokenizer, dtype=torch.float32, meta_steps=4, meta_batch=1, val_every=1,
+                           checkpoint_every=1, outer_lr=1e-2)
+    snapshots = {}
+    original = mt.save_checkpoint
+
+    def spy(folder, lrn, state):  # φ after each step, to compare with the kept one
+        snapshots[state["step"]] = {n: p.detach().clone() for n, p in lrn.phi_params.items()}
+        original(folder, lrn, state)
+
+    monkeypatch.setattr(mt, "save_checkpoint", spy)
+    meta_train(learner.config, learner, _pool(), val_examples=_pool()[:1], out_dir=tmp_path, progress=False)
+    best = read_json(tmp_path / "best" / "checkpoint" / "state.json")
+    assert best["step"] == 2 and best["validation"]["phi"]["nll"] == 3.0
+    assert best["config"] == read_json(tmp_path / "checkpoint" / "state.json")["config"]
+    kept = load_file(tmp_path / "best" / "checkpoint" / "phi.safetensors")
+    for n, t in kept.items():
+        torch.testing.assert_close(t, snapshots[2][n], rtol=0, atol=0)
+    assert any(not torch.equal(kept[n], snapshots[4][n]) for n in kept)  # φ moved on after step 2
+
+
+def test_best_validation_prefers_lowest_nll_then_earliest():
+    from trainattn.meta_train import best_validation
+
+    vals = [{"step": s, "phi": {"nll": n}} for s, n in [(0, 5.0), (2, 3.0), (4, 3.0), (6, 4.0)]]
+    assert best_validation(vals)["step"] == 2

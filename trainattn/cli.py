@@ -130,8 +130,6 @@ def _meta_validate(args):
 def _ckl(args):
     from .ckl import run_lama_ckl
     from .config import CKLConfig, load_config
-    from .data import load_tailored, tailor_lama_ckl
-    from .data.tailor import load_released_rows
     from .meta_train import load_trained_phi
     from .methods import make_method
     from .models import load_lm
@@ -154,6 +152,20 @@ def _ckl(args):
         )
         print(format_twiki_table(result))
         return 0
+    to_learn, not_to_forget, review = _lama_ckl_rows(args, config, theta, tokenizer)
+    result = run_lama_ckl(config, theta, tokenizer, to_learn, not_to_forget, method,
+                          out_dir=args.out, review_rows=review)
+    m = result["metrics"]["test_chosen"]
+    print(f"{result['method']}: Top Acc {m['top_acc']:.3f} at epoch {m['epoch']}, "
+          f"NF Acc {m['nf_acc']:.3f}, Total Knowledge {m['total_knowledge']:.3f}")
+    return 0
+
+
+def _lama_ckl_rows(args, config, theta, tokenizer):
+    """TO-LEARN, NOT-TO-FORGET (the tailored split, cut to the config's sizes) and the replay pool."""
+    from .data import load_tailored, tailor_lama_ckl
+    from .grid import disjoint_review_rows
+
     if args.tailored:
         splits = load_tailored(args.tailored)
     else:
@@ -161,13 +173,30 @@ def _ckl(args):
                                  config.n_not_to_forget, seed=args.split_seed, data_dir=args.data_dir)
     to_learn = splits.to_learn[: config.n_to_learn]
     not_to_forget = splits.not_to_forget[: config.n_not_to_forget]
-    tested = {r["uuid"] for r in to_learn + not_to_forget}
-    review = [r for r in load_released_rows(data_dir=args.data_dir) if r["invariant"] and r["uuid"] not in tested]
-    result = run_lama_ckl(config, theta, tokenizer, to_learn, not_to_forget, method,
-                          out_dir=args.out, review_rows=review)
-    m = result["metrics"]["test_chosen"]
-    print(f"{result['method']}: Top Acc {m['top_acc']:.3f} at epoch {m['epoch']}, "
-          f"NF Acc {m['nf_acc']:.3f}, Total Knowledge {m['total_knowledge']:.3f}")
+    return to_learn, not_to_forget, disjoint_review_rows(to_learn, not_to_forget, args.data_dir)
+
+
+def _ckl_grid(args):
+    from .config import CKLConfig, load_config
+    from .grid import lama_ckl_summary, run_lama_ckl_grid
+    from .meta_train import load_trained_phi
+    from .models import load_lm
+    from .report import lama_ckl_table
+    from .results import write_json_atomic
+
+    config = load_config(CKLConfig, args.config, args.set)
+    theta, tokenizer = load_lm(config.theta.model)
+    to_learn, not_to_forget, review = _lama_ckl_rows(args, config, theta, tokenizer)
+    del theta
+    results = run_lama_ckl_grid(
+        config, args.methods, args.seeds, to_learn, not_to_forget, args.out,
+        load_model=lambda: load_lm(config.theta.model), phi_run=args.phi,
+        load_phi=lambda path: load_trained_phi(path, tokenizer), review_rows=review,
+    )
+    print(lama_ckl_table(results))
+    if args.summary:
+        write_json_atomic(args.summary, lama_ckl_summary(results))
+        print(f"summary written to {args.summary}")
     return 0
 
 
@@ -263,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "built from the probe triples (when the diff-sets are unavailable)")
     p.add_argument("--max-probes", type=int, default=0, help="TemporalWiki: probes per set (0: all)")
     p.set_defaults(func=_ckl)
+
+    p = sub.add_parser("ckl-grid", help="LAMA-CKL runs for several methods and seeds (resumable), and a summary")
+    p.add_argument("--methods", nargs="+", required=True, help="e.g. finetune oracle taalm taalm+mixreview")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--config", default=None, help="YAML file of CKLConfig fields (shared by every run)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--phi", default=None, help="meta-training run folder (for methods with taalm)")
+    p.add_argument("--out", required=True, help="grid folder: <out>/seed-<k>/<method>/ per run")
+    p.add_argument("--summary", default=None, help="write mean/std per method (JSON) here")
+    p.add_argument("--tailored", default=None, help="folder written by `trainattn tailor`")
+    p.add_argument("--split-seed", type=int, default=42)
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=_ckl_grid)
 
     p = sub.add_parser("report", help="paper-style table (and curves) from CKL result files")
     p.add_argument("results", nargs="+", help="result.json files or folders holding them")

@@ -60,6 +60,31 @@ def save_checkpoint(folder: Path, learner: MetaLearner, state: dict) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def best_validation(validations: list[dict]) -> dict:
+    """The validation whose φ-weighted θ reached the lowest probe NLL (ties: the earliest).
+
+    NLL rather than accuracy: with a few held-out probes, accuracy is mostly 0
+    and cannot rank steps; NLL is continuous.
+    """
+    return min(validations, key=lambda v: (v["phi"]["nll"], v["step"]))
+
+
+def save_best(folder: Path, learner: MetaLearner, state: dict) -> None:
+    """Keep φ of the best validation so far as a run folder of its own (``<folder>/checkpoint``).
+
+    ``load_trained_phi(<out>/best)`` loads it, like any meta-training run.
+    """
+    best = best_validation(state["validations"])
+    folder = Path(folder) / "checkpoint"
+    tmp = folder.with_name("checkpoint.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({n: p.detach().contiguous() for n, p in learner.phi_params.items()}, tmp / "phi.safetensors")
+    write_json_atomic(tmp / "state.json", {"config": state["config"], "step": best["step"], "validation": best})
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
 def load_checkpoint(folder: Path, learner: MetaLearner) -> dict | None:
     """Restore φ and its optimizer from ``folder`` (or its ``.old`` twin); the saved state."""
     folder = Path(folder)
@@ -139,6 +164,14 @@ def validate(learner: MetaLearner, examples: list[MetaExample]) -> dict:
     return out
 
 
+# settings that do not change φ's trajectory: a run may be resumed with other values
+_BOOKKEEPING = ("checkpoint_every",)
+
+
+def _training_identity(config: dict | None) -> dict | None:
+    return None if config is None else {k: v for k, v in config.items() if k not in _BOOKKEEPING}
+
+
 def meta_train(
     config: MetaConfig,
     learner: MetaLearner,
@@ -159,13 +192,15 @@ def meta_train(
     if out is not None:
         restored = load_checkpoint(out / "checkpoint", learner)
         if restored is not None:
-            if restored.get("config") != to_dict(config):
+            if _training_identity(restored.get("config")) != _training_identity(to_dict(config)):
                 raise ValueError(f"{out}: the checkpoint was made with a different config; use a new folder")
             state = restored
     state["config"] = to_dict(config)
     total = config.meta_steps if stop_after is None else min(stop_after, config.meta_steps)
     if val_examples and config.val_every and state["step"] == 0 and not state["validations"]:
         state["validations"].append({"step": 0, **validate(learner, val_examples)})
+        if out is not None:
+            save_best(out / "best", learner, state)
     bar = tqdm(range(state["step"], total), desc="meta-training", disable=not progress,
                initial=state["step"], total=config.meta_steps)
     for step in bar:
@@ -183,6 +218,8 @@ def meta_train(
         last = step + 1 == config.meta_steps
         if val_examples and ((config.val_every and (step + 1) % config.val_every == 0) or last):
             state["validations"].append({"step": step + 1, **validate(learner, val_examples)})
+            if out is not None and best_validation(state["validations"])["step"] == step + 1:
+                save_best(out / "best", learner, state)
         if out is not None and ((step + 1) % config.checkpoint_every == 0 or last or step + 1 == total):
             save_checkpoint(out / "checkpoint", learner, state)
     result = {**state, "seed": config.seed, "versions": versions(), "finished": state["step"] >= config.meta_steps}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def load_results(paths) -> list[dict]:
 
 
 def summarise(results: list[dict]) -> dict[str, dict]:
-    """Per method: mean and std over seeds of the paper's metrics (test-curve choice)."""
+    """Per method: mean and sample std (n - 1) over seeds of the paper's metrics (test-curve choice)."""
     by_method = defaultdict(list)
     for r in results:
         by_method[r["method"]].append(r)
@@ -36,7 +37,10 @@ def summarise(results: list[dict]) -> dict[str, dict]:
 
         def stat(key, runs=metrics):
             values = np.array([m[key] for m in runs if m[key] is not None], dtype=float)
-            return (float(values.mean()), float(values.std())) if len(values) else (float("nan"), float("nan"))
+            if not len(values):
+                return float("nan"), float("nan")
+            # sample standard deviation (n - 1), 0 for a single seed
+            return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
         top, epoch, nf, total = (stat(k) for k in ("top_acc", "epoch", "nf_acc", "total_knowledge"))
         summary[method] = {
@@ -88,3 +92,109 @@ def plot_curves(results: list[dict], path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A GitHub/MyST markdown table; floats with 3 decimals, None as an en dash."""
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def paper_vs_ours_rows(summary: dict[str, dict], methods: list[str]) -> list[list]:
+    """Rows ``[method, ours Top Acc (mean ± std), paper Top Acc, ours Total, paper Total, ...]``."""
+    from .methods import canonical_method_name
+    from .paper import paper_row
+
+    rows = []
+    for method in methods:
+        s = summary.get(canonical_method_name(method))
+        if s is None:
+            continue
+        paper = paper_row(method) or (None, None, None, None)
+        n = len(s["seeds"])
+        rows.append([
+            method,
+            f"{s['top_acc_mean']:.3f} ± {s['top_acc_std']:.3f}" if n > 1 else f"{s['top_acc_mean']:.3f}",
+            paper[0],
+            f"{s['epoch_mean']:.1f}", paper[1],
+            s["nf_acc_mean"], paper[2],
+            f"{s['total_knowledge_mean']:.3f} ± {s['total_knowledge_std']:.3f}" if n > 1
+            else f"{s['total_knowledge_mean']:.3f}",
+            paper[3], n,
+        ])
+    return rows
+
+
+PAPER_VS_OURS_HEADER = ["method", "Top Acc (ours)", "Top Acc (paper)", "Epoch (ours)", "Epoch (paper)",
+                        "NF Acc (ours)", "NF Acc (paper)", "Total (ours)", "Total (paper)", "seeds"]
+
+
+def plot_summary_bars(summary: dict[str, dict], methods: list[str], path) -> Path:
+    """Top Acc and Total Knowledge per method: bars at the seed mean, error bars ± sample std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .methods import canonical_method_name
+
+    names = [m for m in methods if canonical_method_name(m) in summary]
+    stats = [summary[canonical_method_name(m)] for m in names]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, title in ((axes[0], "top_acc", "Top Acc (TO-LEARN)"),
+                           (axes[1], "total_knowledge", "Total Knowledge")):
+        means = [s[f"{key}_mean"] for s in stats]
+        stds = [s[f"{key}_std"] for s in stats]
+        ax.bar(range(len(names)), means, yerr=stds, capsize=3,
+               color=["C3" if "taalm" in n else "C7" if n == "oracle" else "C0" for n in names])
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+TUNING_HEADER = ["attempt", "examples", "φ layers / rank", "inner", "untracked", "objective", "outer_lr",
+                 "minutes", "val step", "val acc φ / uniform", "val NLL φ / uniform",
+                 "unseen acc φ / uniform", "unseen NLL φ / uniform", "weight object / other"]
+
+
+def tuning_rows(folder) -> list[list]:
+    """One row per meta-training attempt in ``folder/<attempt>/``, for the φ-tuning table.
+
+    Each attempt folder holds ``meta_train_result.json`` (a meta-training run's
+    ``result.json``) and optionally ``validate_unseen.json`` (``trainattn
+    meta-validate`` on meta-pool documents no run trained on). Only meta-pool
+    data is involved: no TO-LEARN probe chooses φ.
+    """
+    rows = []
+    for attempt in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        run = read_json(attempt / "meta_train_result.json")
+        c = run["config"]
+        last = run["validations"][-1] if run["validations"] else None
+        unseen_path = attempt / "validate_unseen.json"
+        unseen = read_json(unseen_path) if unseen_path.is_file() else None
+
+        def pair(v, key, fmt):
+            return "–" if v is None else f"{v['phi'][key]:{fmt}} / {v['uniform'][key]:{fmt}}"
+
+        weights = unseen or last
+        rows.append([
+            attempt.name, run["step"] * c["meta_batch"], f"{c['phi']['num_layers']} / {c['phi']['lora_rank']}",
+            f"{c['inner_optimizer']} {c['inner_lr']:g}", c["untracked_steps"], c["objective"], f"{c['outer_lr']:g}",
+            f"{run['seconds'] / 60:.1f}", last["step"] if last else "–",
+            pair(last, "accuracy", ".3f"), pair(last, "nll", ".2f"),
+            pair(unseen, "accuracy", ".3f") + (f" (n={unseen['size']})" if unseen else ""), pair(unseen, "nll", ".2f"),
+            "–" if weights is None else f"{weights['weight_object']:.4f} / {weights['weight_other']:.4f}",
+        ])
+    return rows

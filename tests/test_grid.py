@@ -1,0 +1,153 @@
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from test_ckl import NOT_TO_FORGET, REVIEW, TO_LEARN, config
+
+import trainattn.grid as grid
+from trainattn.errors import TrainattnError
+from trainattn.grid import (
+    SUMMARY_KEYS,
+    lama_ckl_summary,
+    phi_fingerprint,
+    ratio,
+    run_dir_for,
+    run_lama_ckl_grid,
+    uses_phi,
+)
+from trainattn.results import read_json, write_json_atomic
+from trainattn.tiny import tiny_llama
+
+
+def grid_run(tokenizer, root, methods=("finetune", "oracle"), seeds=(0, 1), calls=None, **kw):
+    def load_model():
+        if calls is not None:
+            calls.append(1)
+        return tiny_llama(len(tokenizer), seed=0), tokenizer
+
+    return run_lama_ckl_grid(config(epochs=1), methods, seeds, TO_LEARN, NOT_TO_FORGET, root, load_model,
+                             review_rows=REVIEW, progress=False, log=None, **kw)
+
+
+def test_grid_runs_each_method_and_seed_once_then_reads_back(tokenizer, tmp_path):
+    calls = []
+    first = grid_run(tokenizer, tmp_path, calls=calls)
+    assert len(calls) == 4
+    assert [(r["method"], r["seed"]) for r in first] == [("finetune", 0), ("oracle", 0), ("finetune", 1),
+                                                          ("oracle", 1)]
+    assert (run_dir_for(tmp_path, "oracle", 1) / "result.json").is_file()
+    again = grid_run(tokenizer, tmp_path, calls=calls)
+    assert len(calls) == 4  # nothing recomputed
+    assert [r["curves"] for r in again] == [r["curves"] for r in first]
+    # seeds change the data order and LoRA init, so the two finetune runs differ
+    assert first[0]["curves"]["train_loss"] != first[2]["curves"]["train_loss"]
+
+
+def test_grid_refuses_a_run_made_with_another_config(tokenizer, tmp_path):
+    grid_run(tokenizer, tmp_path, methods=("finetune",), seeds=(0,))
+    path = run_dir_for(tmp_path, "finetune", 0) / "result.json"
+    result = read_json(path)
+    result["config"]["lr"] = 0.5
+    write_json_atomic(path, result)
+    with pytest.raises(TrainattnError, match="different config"):
+        grid_run(tokenizer, tmp_path, methods=("finetune",), seeds=(0,))
+
+
+def fake_phi_run(folder, value):
+    (folder / "checkpoint").mkdir(parents=True)
+    save_file({"head.weight": torch.full((2,), value)}, folder / "checkpoint" / "phi.safetensors")
+    return folder
+
+
+def test_phi_fingerprint_changes_with_phi_and_names_missing_phi(tmp_path):
+    a = phi_fingerprint(fake_phi_run(tmp_path / "a", 1.0))
+    assert a == phi_fingerprint(tmp_path / "a") and len(a) == 64
+    assert a != phi_fingerprint(fake_phi_run(tmp_path / "b", 2.0))
+    with pytest.raises(FileNotFoundError, match="meta-train it first"):
+        phi_fingerprint(tmp_path / "missing")
+
+
+def test_taalm_run_is_refused_after_phi_changed(tokenizer, tmp_path, monkeypatch):
+    phi_run = fake_phi_run(tmp_path / "phi", 1.0)
+    taalm_dir = run_dir_for(tmp_path / "grid", "taalm", 0)
+    cfg = config(epochs=1)
+    from dataclasses import replace
+
+    from trainattn.config import to_dict
+
+    # a finished run made with this φ is read back; the same run after φ changed is refused
+    fake = {"config": to_dict(replace(cfg, method="taalm", seed=0, phi_checkpoint=str(phi_run))),
+            "phi_sha256": phi_fingerprint(phi_run), "method": "taalm", "seed": 0,
+            "metrics": {"test_chosen": {"top_acc": 0.5, "epoch": 1, "nf_acc": 1.0, "total_knowledge": 1.5}}}
+    write_json_atomic(taalm_dir / "result.json", fake)
+    kw = dict(methods=("taalm",), seeds=(0,), phi_run=phi_run, load_phi=lambda p: None)
+    assert grid_run(tokenizer, tmp_path / "grid", **kw)[0]["phi_sha256"] == fake["phi_sha256"]
+    save_file({"head.weight": torch.full((2,), 3.0)}, phi_run / "checkpoint" / "phi.safetensors")
+    with pytest.raises(TrainattnError, match="another φ"):
+        grid_run(tokenizer, tmp_path / "grid", **kw)
+
+
+def test_phi_methods_need_phi(tokenizer, tmp_path):
+    assert uses_phi("taalm+mixreview") and uses_phi("mixreview+taalm") and not uses_phi("rho1")
+    with pytest.raises(ValueError, match="needs φ"):
+        grid_run(tokenizer, tmp_path, methods=("taalm",), seeds=(0,))
+
+
+def test_summary_has_the_issue_keys_and_sample_std():
+    def fake(method, seed, top, nf):
+        return {"method": method, "seed": seed, "labels": {},
+                "metrics": {"test_chosen": {"top_acc": top, "epoch": 2, "nf_acc": nf, "total_knowledge": top + nf}}}
+
+    s = lama_ckl_summary([fake("taalm", 0, 0.2, 0.9), fake("taalm", 1, 0.4, 0.7), fake("finetune", 0, 0.1, 0.8)])
+    assert set(SUMMARY_KEYS) <= set(s["taalm"])
+    assert s["taalm"]["top_acc_mean"] == pytest.approx(0.3)
+    assert s["taalm"]["top_acc_std"] == pytest.approx(math.sqrt(0.02))  # (0.1² + 0.1²) / (2 - 1)
+    assert s["taalm"]["total_knowledge_std"] == 0.0  # 1.1 both times
+    assert s["taalm"]["seeds"] == [0, 1] and s["finetune"]["top_acc_std"] == 0.0
+
+
+def test_ratio_handles_zero_baselines():
+    assert ratio(0.3, 0.1) == pytest.approx(3.0)
+    assert ratio(0.3, 0.0) == math.inf and math.isnan(ratio(0.0, 0.0))
+
+
+def test_disjoint_review_rows_exclude_tested_facts(monkeypatch):
+    import trainattn.data.tailor as tailor
+
+    rows = [{"uuid": u, "invariant": inv} for u, inv in [("a", True), ("b", True), ("c", False), ("d", True)]]
+    monkeypatch.setattr(tailor, "load_released_rows", lambda data_dir=None: rows)
+    got = grid.disjoint_review_rows([{"uuid": "a"}], [{"uuid": "d"}])
+    assert [r["uuid"] for r in got] == ["b"]
+
+
+def test_paper_rows_by_canonical_name():
+    from trainattn.paper import paper_row
+
+    assert paper_row("taalm") == (0.4290, 4, 0.8983, 1.3273)
+    assert paper_row("finetune+mixreview") == paper_row("mixreview") == (0.0800, 25, 0.7988, 0.8788)
+    assert paper_row("taalm+recadam")[0] == 0.4360
+    assert paper_row("oracle") is None  # the paper reports no oracle row
+
+
+def test_paper_vs_ours_table_and_bars(tmp_path):
+    from trainattn.report import (
+        PAPER_VS_OURS_HEADER,
+        markdown_table,
+        paper_vs_ours_rows,
+        plot_summary_bars,
+    )
+
+    summary = {
+        "taalm": {"top_acc_mean": 0.25, "top_acc_std": 0.05, "epoch_mean": 2.0, "nf_acc_mean": 0.9,
+                  "total_knowledge_mean": 1.15, "total_knowledge_std": 0.02, "seeds": [0, 1, 2]},
+        "oracle": {"top_acc_mean": 0.3, "top_acc_std": 0.0, "epoch_mean": 3.0, "nf_acc_mean": 0.8,
+                   "total_knowledge_mean": 1.1, "total_knowledge_std": 0.0, "seeds": [0]},
+    }
+    rows = paper_vs_ours_rows(summary, ["taalm", "oracle", "rho1"])  # rho1 not run: left out
+    assert [r[0] for r in rows] == ["taalm", "oracle"]
+    assert rows[0][1] == "0.250 ± 0.050" and rows[0][2] == 0.4290 and rows[1][1] == "0.300"
+    table = markdown_table(PAPER_VS_OURS_HEADER, rows)
+    assert table.splitlines()[2].startswith("| taalm | 0.250 ± 0.050 | 0.429 |")
+    assert "| oracle | 0.300 | – |" in table  # the paper has no oracle row
+    assert plot_summary_bars(summary, ["taalm", "oracle"], tmp_path / "bars.png").stat().st_size > 1000

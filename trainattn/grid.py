@@ -1,0 +1,148 @@
+"""Many LAMA-CKL runs (methods × seeds) in one resumable folder, and their summary.
+
+Layout: ``<run_root>/seed-<k>/<method>/`` holds one :func:`~trainattn.ckl.run_lama_ckl`
+run (its per-epoch checkpoint and ``result.json``). A finished run is read back,
+not recomputed, after checking that it was made with the same config and, for
+methods that use φ, the same φ (SHA-256 of its tensors). An unfinished run
+resumes from its last epoch. So a grid can be stopped at any point and run
+again, by a script, the CLI or a notebook, and loses no finished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .ckl import run_lama_ckl
+from .config import CKLConfig, to_dict
+from .errors import TrainattnError
+from .methods import canonical_method_name, make_method
+from .report import summarise
+from .results import read_json, write_json_atomic
+
+SUMMARY_KEYS = ("top_acc_mean", "top_acc_std", "epoch_mean", "nf_acc_mean",
+                "total_knowledge_mean", "total_knowledge_std", "seeds")
+
+
+def uses_phi(method: str) -> bool:
+    """True if the (possibly composite) method weights tokens with φ."""
+    return "taalm" in canonical_method_name(method).split("+")
+
+
+def phi_fingerprint(phi_run: str | Path) -> str:
+    """SHA-256 of a meta-training run's ``phi.safetensors`` (the φ a TAALM run used)."""
+    folder = Path(phi_run)
+    path = folder / "checkpoint" / "phi.safetensors"
+    if not path.is_file():
+        path = folder / "phi.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{phi_run}: no trained φ (checkpoint/phi.safetensors); meta-train it first "
+            "(notebook 03_meta_training or `trainattn meta-train --out ...`)"
+        )
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_dir_for(run_root: str | Path, method: str, seed: int) -> Path:
+    return Path(run_root) / f"seed-{seed}" / canonical_method_name(method)
+
+
+def run_lama_ckl_grid(
+    base: CKLConfig,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    to_learn_rows: list[dict],
+    not_to_forget_rows: list[dict],
+    run_root: str | Path,
+    load_model: Callable[[], tuple],
+    load_phi: Callable | None = None,
+    phi_run: str | Path | None = None,
+    review_rows: list[dict] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> list[dict]:
+    """Run (or read back) every ``method`` for every ``seed``; returns their result dicts.
+
+    Args:
+        base: the shared settings; ``method``, ``seed`` and (for φ methods)
+            ``phi_checkpoint`` are set per run.
+        load_model: returns a fresh ``(model, tokenizer)``; called once per run
+            that has to train (runs modify their model in place).
+        load_phi: ``callable(path) -> φ`` for methods that use φ, read from ``phi_run``.
+        review_rows: the replay pool of MixReview (ignored by other methods).
+
+    Each result gains ``phi_sha256`` (``None`` for methods without φ).
+    """
+    results = []
+    for seed in seeds:
+        for method in methods:
+            needs_phi = uses_phi(method)
+            if needs_phi and (phi_run is None or load_phi is None):
+                raise ValueError(f"method {method!r} needs φ: pass phi_run and load_phi")
+            config = replace(base, method=method, seed=seed,
+                             phi_checkpoint=str(phi_run) if needs_phi else None)
+            phi_sha = phi_fingerprint(phi_run) if needs_phi else None
+            out = run_dir_for(run_root, method, seed)
+            finished = out / "result.json"
+            if finished.is_file():
+                result = read_json(finished)
+                _check_reusable(finished, result, config, phi_sha)
+                state = "read back"
+            else:
+                model, tokenizer = load_model()
+                torch.manual_seed(seed)
+                strategy = make_method(method, load_phi=load_phi)
+                result = run_lama_ckl(config, model, tokenizer, to_learn_rows, not_to_forget_rows, strategy,
+                                      out_dir=out, review_rows=review_rows, progress=progress)
+                result["phi_sha256"] = phi_sha
+                write_json_atomic(finished, result)
+                del model
+                state = f"{sum(t['train_s'] + t['eval_s'] for t in result['timings']) / 60:.1f} min"
+            results.append(result)
+            if log is not None:
+                m = result["metrics"]["test_chosen"]
+                log(f"seed {seed} {result['method']:<24} Top Acc {m['top_acc']:.3f} (epoch {m['epoch']}) "
+                    f"NF {m['nf_acc']:.3f} Total {m['total_knowledge']:.3f}  [{state}]")
+    return results
+
+
+def _check_reusable(path: Path, result: dict, config: CKLConfig, phi_sha: str | None) -> None:
+    if result.get("config") != to_dict(config):
+        raise TrainattnError(
+            f"{path}: made with a different config than this grid asks for; "
+            "use another run_root or delete that run folder to recompute it"
+        )
+    if result.get("phi_sha256") != phi_sha:
+        raise TrainattnError(
+            f"{path}: made with another φ (sha256 {str(result.get('phi_sha256'))[:12]}…, now "
+            f"{str(phi_sha)[:12]}…); delete that run folder to recompute it with the current φ"
+        )
+
+
+def lama_ckl_summary(results: list[dict]) -> dict[str, dict]:
+    """Per method: the keys of :data:`SUMMARY_KEYS` (mean / population std over seeds, test-curve metrics).
+
+    NaN becomes ``None`` when written with :func:`~trainattn.results.write_json_atomic`.
+    """
+    summary = summarise(results)
+    return {m: {k: s[k] for k in SUMMARY_KEYS} | {"labels": s["labels"]} for m, s in summary.items()}
+
+
+def disjoint_review_rows(to_learn_rows, not_to_forget_rows, data_dir=None) -> list[dict]:
+    """MixReview's default replay pool: released invariant rows not among the tested facts."""
+    from .data.tailor import load_released_rows
+
+    tested = {r["uuid"] for r in list(to_learn_rows) + list(not_to_forget_rows)}
+    return [r for r in load_released_rows(data_dir=data_dir) if r["invariant"] and r["uuid"] not in tested]
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, ``inf`` when b is 0 and a > 0, NaN when both are 0 (e.g. "TAALM ÷ finetune")."""
+    if b == 0:
+        return math.inf if a > 0 else math.nan
+    return a / b
