@@ -118,6 +118,7 @@ def validate(learner: MetaLearner, examples: list[MetaExample]) -> dict:
     """
     cfg, theta, tokenizer, phi = learner.config, learner.theta, learner.tokenizer, learner.phi
     lora = {n: p for n, p in theta.named_parameters() if n in learner.theta0}
+    device = next(theta.parameters()).device
     out = {}
     phi.eval()
     for mode in ("phi", "uniform"):
@@ -132,7 +133,7 @@ def validate(learner: MetaLearner, examples: list[MetaExample]) -> dict:
                 chunk = examples[start : start + cfg.val_batch]
                 doc = encode_with_objects(
                     tokenizer, [e.document for e in chunk], [e.object for e in chunk], cfg.theta.max_length
-                )
+                ).to(device)
                 logits = lm_logits(theta, doc)
                 if mode == "phi":
                     with torch.no_grad():
@@ -154,11 +155,11 @@ def validate(learner: MetaLearner, examples: list[MetaExample]) -> dict:
             p.copy_(learner.theta0[n])
         on_object, other = [], []
         for e in examples:
-            doc = encode_with_objects(tokenizer, [e.document], [e.object], cfg.theta.max_length)
+            doc = encode_with_objects(tokenizer, [e.document], [e.object], cfg.theta.max_length).to(device)
             w = phi(doc.input_ids, doc.attention_mask, doc.position_ids)[0]
             real = doc.attention_mask[0, 1:].bool()
-            on_object.append(w[doc.target_mask[0] & real])
-            other.append(w[~doc.target_mask[0] & real])
+            on_object.append(w[doc.target_mask[0] & real].cpu())
+            other.append(w[~doc.target_mask[0] & real].cpu())
     out["weight_object"] = torch.cat(on_object).mean().item() if on_object else float("nan")
     out["weight_other"] = torch.cat(other).mean().item() if other else float("nan")
     return out

@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
+
+
+def save_figure(fig, path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (folders created) at 120 dpi, close it; the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def token_weight_html(tokens: list[str], weights, object_mask=None, scale: float = 1.0,

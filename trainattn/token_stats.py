@@ -73,3 +73,43 @@ def pooled_token_stats(model, tokenizer, documents: list[str], objects: list[str
         "known_share": n_known / n_all, "object_known_share": n_obj_known / n_obj,
         "share_docs_object_harder": higher / located,
     }
+
+
+def object_weight_mass(phi, tokenizer, documents: list[str], objects: list[str], max_length: int | None = None,
+                       batch_size: int = 16) -> dict:
+    """Where φ's weight goes on documents, against the oracle's and uniform weights.
+
+    The token-weighted loss divides by each document's weight sum, so what
+    matters is the *share* of a document's weight on its object tokens: 1 for
+    the oracle, (object tokens / tokens) for uniform weights. Returns the mean
+    over documents (whose object is located) of φ's share and of the uniform
+    share, and φ's mean weight on object and on other tokens. φ runs under
+    ``torch.no_grad``.
+    """
+    device = next(phi.parameters()).device
+    phi_share, uniform_share, on_object, other = [], [], [], []
+    for start in range(0, len(documents), batch_size):
+        doc = encode_with_objects(tokenizer, documents[start:start + batch_size], objects[start:start + batch_size],
+                                  max_length).to(device)
+        with torch.no_grad():
+            w = phi(doc.input_ids, doc.attention_mask, doc.position_ids).float()
+        real = doc.attention_mask[:, 1:].bool()
+        target = doc.target_mask & real
+        for i in range(w.shape[0]):
+            if not target[i].any():
+                continue
+            wi = w[i][real[i]]
+            phi_share.append(float(w[i][target[i]].sum() / wi.sum().clamp_min(1e-12)))
+            uniform_share.append(float(target[i].sum() / real[i].sum()))
+            on_object.append(w[i][target[i]])
+            other.append(w[i][real[i] & ~target[i]])
+    if not phi_share:
+        raise ValueError("no document has a located object")
+    return {
+        "phi_object_share": float(torch.tensor(phi_share).mean()),
+        "uniform_object_share": float(torch.tensor(uniform_share).mean()),
+        "oracle_object_share": 1.0,
+        "phi_mean_weight_object": float(torch.cat(on_object).mean()),
+        "phi_mean_weight_other": float(torch.cat(other).mean()),
+        "documents": len(phi_share),
+    }
