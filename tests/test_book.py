@@ -105,6 +105,22 @@ def test_ci_profile_is_small():
     assert ckl["n_to_learn"] <= 32 and ckl["n_not_to_forget"] <= 32 and ckl["epochs"] <= 2
 
 
+def test_temporalwiki_profiles():
+    stem = "05_temporalwiki"
+    if not (ROOT / "notebooks" / f"{stem}.ipynb").is_file():
+        pytest.skip("no TemporalWiki notebook")
+    declared = parameters_cell(ROOT / "notebooks" / f"{stem}.ipynb")
+    ci, cpu, gpu = (load_profile(p, ROOT)[stem] for p in PROFILES)
+    assert ci["max_probes"] <= 16 and ci["phi_run"] == "book/executed/results/ci/03_meta_training_work"
+    assert ci["run_dir"] is None  # next to the results: the runner clears it
+    assert cpu["phi_run"] == "runs/cpu/03_meta_training" and cpu["run_dir"] == "runs/cpu/05_temporalwiki"
+    # the paper's Table 2 settings: the real diff-sets, every probe, lr 1e-4, batch 64, QLoRA r 64 / alpha 16
+    assert gpu["documents"] == "diffset" and gpu["max_probes"] is None
+    assert (gpu["lr"], gpu["batch_size"], gpu["lora_rank"], gpu["lora_alpha"]) == (1e-4, 64, 64, 16)
+    assert declared["periods"] == ["0910", "1011", "1112"]
+    assert set(declared["methods"]) == {"finetune", "rho1", "taalm"}
+
+
 def test_profile_with_undeclared_parameter_is_reported(tmp_path):
     (tmp_path / "notebooks" / "profiles").mkdir(parents=True)
     nb = json.loads(NOTEBOOKS[0].read_text(encoding="utf-8"))
@@ -232,7 +248,13 @@ def test_committed_tolerances_and_references_are_valid():
 def test_toc_names_the_executed_notebooks():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [c["file"] for c in toc["chapters"]]
-    assert files == [f"book/executed/{p.stem}" for p in NOTEBOOKS[: len(files)]]
+    executed = [f for f in files if f.startswith("book/executed/")]
+    assert executed == [f"book/executed/{p.stem}" for p in NOTEBOOKS[: len(executed)]]
+    # prose chapters (book/*.md): background and how_to_run before the notebooks, references last
+    prose = [f for f in files if not f.startswith("book/executed/")]
+    assert all((ROOT / f"{f}.md").is_file() for f in prose), prose
+    assert files.index("book/how_to_run") < files.index(executed[0]) if executed else True
+    assert files[-1] == "book/references"
     assert check_toc(ROOT) == [] or all(m.startswith("book/executed/") for m in check_toc(ROOT))
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["execute"]["execute_notebooks"] == "off"

@@ -151,3 +151,26 @@ def test_paper_vs_ours_table_and_bars(tmp_path):
     assert table.splitlines()[2].startswith("| taalm | 0.250 ± 0.050 | 0.429 |")
     assert "| oracle | 0.300 | – |" in table  # the paper has no oracle row
     assert plot_summary_bars(summary, ["taalm", "oracle"], tmp_path / "bars.png").stat().st_size > 1000
+
+
+def test_tuning_rows_last_and_best(tmp_path):
+    from trainattn.config import MetaConfig, to_dict
+    from trainattn.report import TUNING_HEADER, tuning_rows
+
+    def val(step, nll):
+        return {"step": step, "phi": {"accuracy": 0.0, "nll": nll}, "uniform": {"accuracy": 0.0, "nll": 9.0},
+                "weight_object": 0.5, "weight_other": 0.25}
+
+    run = {"step": 4, "seconds": 120.0, "config": to_dict(MetaConfig(meta_batch=8)),
+           "validations": [val(0, 9.0), val(2, 7.0), val(4, 8.0)]}
+    for name in ("A_last", "B_best"):
+        write_json_atomic(tmp_path / name / "meta_train_result.json", run)
+    write_json_atomic(tmp_path / "B_best" / "selection.json", {"phi": "best"})
+    write_json_atomic(tmp_path / "B_best" / "validate_unseen.json",
+                      {**val(2, 5.0), "uniform": {"accuracy": 0.1, "nll": 6.0}, "size": 24})
+    rows = tuning_rows(tmp_path)
+    assert [len(r) for r in rows] == [len(TUNING_HEADER)] * 2
+    a, b = rows
+    assert a[0] == "A_last" and a[1] == 32 and a[7] == "2.0" and a[8] == 4 and a[10] == "8.00 / 9.00"
+    assert a[11] == "–"  # no unseen validation
+    assert b[8] == 2 and b[10] == "7.00 / 9.00" and b[11] == "0.000 / 0.100 (n=24)"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .plots import save_figure
 from .results import read_json
 
 
@@ -86,12 +87,7 @@ def plot_curves(results: list[dict], path) -> Path:
     left.set(title="TO-LEARN (learning)", xlabel="epoch", ylabel="probe accuracy")
     right.set(title="NOT-TO-FORGET (retention)", xlabel="epoch")
     left.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -156,12 +152,7 @@ def plot_summary_bars(summary: dict[str, dict], methods: list[str], path) -> Pat
                color=["C3" if "taalm" in n else "C7" if n == "oracle" else "C0" for n in names])
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 TUNING_HEADER = ["attempt", "examples", "φ layers / rank", "inner", "untracked", "objective", "outer_lr",
@@ -174,14 +165,23 @@ def tuning_rows(folder) -> list[list]:
 
     Each attempt folder holds ``meta_train_result.json`` (a meta-training run's
     ``result.json``) and optionally ``validate_unseen.json`` (``trainattn
-    meta-validate`` on meta-pool documents no run trained on). Only meta-pool
-    data is involved: no TO-LEARN probe chooses φ.
+    meta-validate`` on meta-pool documents no run trained on). With a
+    ``selection.json`` of ``{"phi": "best"}`` the attempt is the run's
+    best-validated φ (``<run>/best``) rather than its last one, and the
+    validation columns show that step. Only meta-pool data is involved: no
+    TO-LEARN probe chooses φ.
     """
+    from .meta_train import best_validation
+
     rows = []
     for attempt in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
         run = read_json(attempt / "meta_train_result.json")
         c = run["config"]
-        last = run["validations"][-1] if run["validations"] else None
+        selection = attempt / "selection.json"
+        pick_best = selection.is_file() and read_json(selection).get("phi") == "best"
+        last = None
+        if run["validations"]:
+            last = best_validation(run["validations"]) if pick_best else run["validations"][-1]
         unseen_path = attempt / "validate_unseen.json"
         unseen = read_json(unseen_path) if unseen_path.is_file() else None
 

@@ -82,7 +82,15 @@ def make_document_batch(tokenizer, rows: list[dict], n_to_learn: int, max_length
     return TrainBatch(encode_texts(tokenizer, [r["evidence"] for r in rows], max_length), rows, n_to_learn)
 
 
-def _probes(periods, probes_by_period, max_probes, seed, data_dir) -> dict:
+def select_probes(periods, probes_by_period: dict | None = None, max_probes: int | None = None,
+                  seed: int = 0, data_dir=None) -> dict:
+    """The probe sets a run scores: ``{period: {"changed": rows, "unchanged": rows}}``.
+
+    ``probes_by_period`` given, else TWiki-Probes (``data_dir``); each set subsampled to at most
+    ``max_probes`` under ``(seed, period, kind)`` exactly as :func:`run_temporalwiki` does, so
+    the same sets can be scored before training, or passed back in as ``probes_by_period``.
+    """
+    periods = tuple(periods)
     out = {}
     for period in periods:
         given = None if probes_by_period is None else probes_by_period.get(period)
@@ -212,7 +220,7 @@ def run_temporalwiki(config: CKLConfig, model, tokenizer, periods=("0910", "1011
     if any(a.name == "mixreview" for a in method.addons) and (not review_documents or config.review_pool != "disjoint"):
         raise ValueError("mixreview on TemporalWiki needs review_documents=[...] (the paper replays the "
                          "August 2021 Wikipedia snapshot) and review_pool='disjoint'")
-    probes = _probes(periods, probes_by_period, max_probes, config.seed, data_dir)
+    probes = select_probes(periods, probes_by_period, max_probes, config.seed, data_dir)
     docs, source = _documents(periods, documents_by_period, probes, source_label, diffset_dir)
     rows = {p: document_rows(p, docs[p]) for p in periods}
     updates = {p: math.ceil(len(rows[p]) / config.batch_size) for p in periods}
@@ -254,6 +262,7 @@ def run_temporalwiki(config: CKLConfig, model, tokenizer, periods=("0910", "1011
         "metric": "nll = mean object-token NLL over probes (the paper's 'ppl'); perplexity = exp(nll)",
         "method": method.name, "labels": dict(method.labels), "config": to_dict(config),
         "seed": config.seed, "versions": versions(), "periods": list(periods), "max_probes": max_probes,
+        "phi_sha256": identity["phi_sha256"],
         "sizes": {p: {"documents": len(docs[p]), "updates": updates[p],
                       **{k: len(probes[p][k]) for k in TWIKI_PROBE_KINDS}} for p in periods},
         "documents": {p: getattr(docs[p], "info", {"source": source}) for p in periods},
@@ -264,12 +273,29 @@ def run_temporalwiki(config: CKLConfig, model, tokenizer, periods=("0910", "1011
     return result
 
 
+def phi_digest(method) -> str | None:
+    """SHA-256 of the weights of a method's φ (taalm), ``None`` without one.
+
+    A TAALM run is defined by its φ as much as by its config, whose ``phi_checkpoint`` is only a
+    path: a φ re-trained into the same folder must not resume an old run.
+    """
+    phi = getattr(method.weighting_method, "phi", None)
+    if phi is None:
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in sorted(phi.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _identity(config, method, periods, docs, probes, source, review_documents) -> dict:
-    """What a checkpoint must match to be resumed: config, method, periods and the data."""
+    """What a checkpoint must match to be resumed: config, method, φ, periods and the data."""
     digest = hashlib.sha256(json.dumps(
         [source, list(periods), {p: list(docs[p]) for p in periods}, probes, review_documents],
         sort_keys=True, ensure_ascii=False).encode())
     return json.loads(json.dumps({"config": to_dict(config), "method": method.name,
+                                  "phi_sha256": phi_digest(method),
                                   "periods": list(periods), "data_sha256": digest.hexdigest()}))
 
 

@@ -1,7 +1,8 @@
 """CKL methods as small strategies the loop (:mod:`trainattn.ckl`) composes.
 
 ``make_method("taalm+mixreview", phi=phi)`` builds one weighting method
-(finetune | taalm | oracle | rho1; finetune when none is named) plus any of
+(finetune | taalm | oracle | rho1 | heuristic-loss | heuristic-gradnorm |
+heuristic-attention | heuristic-entity; finetune when none is named) plus any of
 the add-ons mixreview, recadam, kadapter, in that order.
 """
 
@@ -10,13 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .base import CompositeMethod, Method, RunContext, TrainBatch
+from .heuristics import (
+    HEURISTICS,
+    HeuristicAttention,
+    HeuristicEntity,
+    HeuristicGradNorm,
+    HeuristicLoss,
+)
 from .kadapter import KAdapter, KAdapterLM
 from .mixreview import MixReview, disjoint_pool, review_count
 from .recadam import RecAdam, RecAdamW, anneal_lambda
 from .rho1 import Rho1, top_fraction_mask
 from .weighting import TAALM, Finetune, Oracle
 
-WEIGHTING_METHODS = ("finetune", "taalm", "oracle", "rho1")
+WEIGHTING_METHODS = ("finetune", "taalm", "oracle", "rho1", *HEURISTICS)
 ADDON_METHODS = ("mixreview", "recadam", "kadapter")
 METHOD_NAMES = WEIGHTING_METHODS + ADDON_METHODS
 
@@ -71,6 +79,7 @@ def make_method(
         "oracle": Oracle,
         "rho1": Rho1,
         "taalm": lambda: TAALM(phi=phi, load_phi=load_phi),
+        **HEURISTICS,
     }[weighting]()
     extra: dict[str, Callable[[], Method]] = {
         "mixreview": lambda: MixReview(pool=review_pool),
@@ -81,7 +90,8 @@ def make_method(
 
 
 __all__ = [
-    "ADDON_METHODS", "METHOD_NAMES", "WEIGHTING_METHODS", "TAALM", "CompositeMethod", "Finetune",
+    "ADDON_METHODS", "HEURISTICS", "METHOD_NAMES", "WEIGHTING_METHODS", "TAALM", "CompositeMethod", "Finetune",
+    "HeuristicAttention", "HeuristicEntity", "HeuristicGradNorm", "HeuristicLoss",
     "KAdapter", "KAdapterLM", "Method", "MixReview", "Oracle", "RecAdam", "RecAdamW", "Rho1",
     "RunContext", "TrainBatch", "anneal_lambda", "canonical_method_name", "disjoint_pool",
     "make_method", "parse_method_name", "review_count", "top_fraction_mask",

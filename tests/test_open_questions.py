@@ -1,0 +1,303 @@
+"""Notebook 07's library: token categories, heuristic weights, relation split, probe-free data,
+staged φ shares, peak memory, and answers worded from the numbers."""
+
+import math
+
+import pytest
+import torch
+from test_methods import CONFIG, NOT_TO_FORGET, TO_LEARN, context
+
+from trainattn.ckl import make_train_batch, run_lama_ckl
+from trainattn.config import CKLConfig, MetaConfig, PhiConfig, ThetaConfig
+from trainattn.data.freeform import freeform_documents
+from trainattn.losses import per_token_nll
+from trainattn.meta import MetaExample, MetaLearner
+from trainattn.methods import HEURISTICS, canonical_method_name, make_method
+from trainattn.methods.heuristics import attention_received, hidden_gradient_norm, scale_rows
+from trainattn.models import TrainAttention, add_lora
+from trainattn.open_answers import (
+    answer_generalisation,
+    answer_heuristics,
+    answer_scaling,
+    answer_unpaired,
+    compare,
+    markdown_table,
+)
+from trainattn.open_questions import (
+    PeakMemory,
+    corpus_documents,
+    document_probe_examples,
+    generalisation_data,
+    kept_text,
+    measured,
+    phi_shares,
+    relation_split,
+    self_probe,
+    self_probe_examples,
+    staged_shares,
+)
+from trainattn.tiny import tiny_llama
+from trainattn.token_categories import (
+    CATEGORIES,
+    categorise_tokens,
+    category_shares,
+    target_categories,
+)
+
+# ------------------------------------------------------------- token categories
+
+
+def test_categories_follow_the_documented_priority():
+    tokens = ["The", " bridge", " was", " designed", " by", " Tavi", " Ok", "onkwo", " in", " 2031", "."]
+    answer = [False] * 5 + [True, True, True] + [False] * 3
+    cats = categorise_tokens(tokens, answer, relation="designer")
+    assert cats == ["function", "other", "function", "relation", "function", "answer", "answer", "answer",
+                    "function", "number", "other"]
+    # without the answer mask the name is an entity, and a word split over tokens keeps one category
+    assert categorise_tokens(tokens)[5:8] == ["entity"] * 3
+
+
+def test_category_shares_uniform_weights_equal_token_shares_and_sum_to_one():
+    cats = ["answer", "entity", "function", "function", "other"]
+    shares = category_shares(torch.ones(5), cats)
+    assert all(shares[c]["weight"] == pytest.approx(shares[c]["tokens"]) for c in CATEGORIES)
+    assert sum(s["weight"] for s in shares.values()) == pytest.approx(1.0)
+    focused = category_shares(torch.tensor([1.0, 0, 0, 0, 0]), cats)
+    assert focused["answer"]["weight"] == 1.0 and focused["answer"]["tokens"] == 0.2
+
+
+def test_target_categories_align_with_token_weights(tokenizer):
+    batch = make_train_batch(tokenizer, TO_LEARN[:1], 1, 64)
+    cats = target_categories(tokenizer, batch.encoded.input_ids[0], batch.encoded.object_mask[0], "relation")
+    assert len(cats) == batch.encoded.input_ids.shape[1] - 1
+    answer = torch.tensor([c == "answer" for c in cats])
+    assert torch.equal(answer, batch.encoded.target_mask[0])  # the object "Brazil"
+
+
+# ------------------------------------------------------------- heuristic weighting methods
+
+
+def _batch(tokenizer):
+    return make_train_batch(tokenizer, TO_LEARN, 3, 64).encoded  # right-padded, 3 rows
+
+
+@pytest.mark.parametrize("name", sorted(HEURISTICS))
+def test_heuristics_are_methods_with_row_scaled_weights(name, tokenizer, model):
+    assert canonical_method_name(name) == name
+    theta = add_lora(model, 4, 8)
+    method = make_method(name)
+    method.prepare(theta, tokenizer, CONFIG, context())
+    batch = _batch(tokenizer)
+    logits = theta(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    w = method.token_weights(batch, logits, theta)
+    assert w.shape == (3, batch.input_ids.shape[1] - 1) and not w.requires_grad
+    real = batch.attention_mask[:, 1:].bool()
+    assert (w[~real] == 0).all() and (w >= 0).all()
+    assert torch.allclose(w.amax(-1), torch.ones(3))
+
+
+def test_heuristic_loss_weights_are_proportional_to_the_token_loss(tokenizer, model):
+    batch = _batch(tokenizer)
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    w = make_method("heuristic-loss").token_weights(batch, logits, model)
+    nll = per_token_nll(logits, batch.input_ids)[0]
+    n = int(batch.attention_mask[0].sum()) - 1
+    assert torch.allclose(w[0, :n], nll[:n] / nll[:n].max(), atol=1e-6)
+
+
+def test_gradnorm_equals_autograd_gradient_at_the_last_hidden_state(tokenizer, model):
+    batch = _batch(tokenizer)
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    hidden = out.hidden_states[-1].detach().requires_grad_(True)
+    logits = model.lm_head(hidden)
+    nll = per_token_nll(logits, batch.input_ids)
+    t = 3
+    (grad,) = torch.autograd.grad(nll[0, t], hidden)
+    norms = hidden_gradient_norm(logits.detach(), batch.input_ids, model.lm_head.weight.detach())
+    assert norms[0, t].item() == pytest.approx(grad[0, t].norm().item(), rel=1e-4)
+
+
+def test_attention_received_averages_over_the_queries_that_can_see_the_key():
+    # one layer, one head, 3 real tokens + 1 pad; every query attends only to token 0
+    att = torch.zeros(1, 1, 4, 4)
+    att[0, 0, :, 0] = 1.0
+    mask = torch.tensor([[1, 1, 1, 0]])
+    got = attention_received([att], mask)
+    assert torch.allclose(got, torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    # uniform causal attention: key j gets 1/(q+1) from each query q >= j
+    att = torch.tril(torch.ones(3, 3)) / torch.arange(1, 4)[:, None]
+    got = attention_received([att[None, None]], torch.ones(1, 3, dtype=torch.long))
+    expected = torch.tensor([(1 + 1 / 2 + 1 / 3) / 3, (1 / 2 + 1 / 3) / 2, 1 / 3])
+    assert torch.allclose(got[0], expected)
+
+
+def test_entity_heuristic_marks_capitalised_and_numeric_tokens(tokenizer, model):
+    method = make_method("heuristic-entity")
+    method.prepare(model, tokenizer, CONFIG, context())
+    batch = _batch(tokenizer)
+    w = method.token_weights(batch, None, model)
+    ids = batch.input_ids[2].tolist()  # "The company headquarters are in Oslo , Norway ."
+    marked = "".join(tokenizer.decode([ids[t + 1]]) for t in range(len(ids) - 1) if w[2, t] > 0)
+    assert "Oslo" in marked and "Norway" in marked and "company" not in marked
+
+
+def test_scale_rows_falls_back_to_uniform_on_all_zero_rows():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    w = scale_rows(torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 4.0]]), mask)
+    assert torch.allclose(w, torch.tensor([[1.0, 1.0, 0.0], [0.25, 0.5, 1.0]]))
+
+
+def test_run_lama_ckl_runs_a_heuristic_like_any_method(tokenizer, tmp_path):
+    config = CKLConfig(theta=ThetaConfig(lora_rank=4, lora_alpha=8, max_length=32), batch_size=2, epochs=1,
+                       method="heuristic-gradnorm", n_to_learn=3, n_not_to_forget=2)
+    result = run_lama_ckl(config, tiny_llama(len(tokenizer), seed=0), tokenizer, TO_LEARN, NOT_TO_FORGET,
+                          "heuristic-gradnorm", out_dir=tmp_path, progress=False)
+    assert result["method"] == "heuristic-gradnorm"
+    assert len(result["curves"]["to_learn"]["acc"]) == 2
+
+
+# ------------------------------------------------------------- held-out relations
+
+
+def _row(uuid, code, invariant=False):
+    return {"uuid": uuid, "relation_code": code, "relation_label": "r", "evidence": f"doc {uuid} X{uuid}",
+            "task_schematic": f"probe X{uuid}", "task_descriptive": f"probe X{uuid}", "object": f"X{uuid}",
+            "subject": "s", "invariant": invariant}
+
+
+class _Splits:
+    def __init__(self):
+        codes = ["P1"] * 4 + ["P2"] * 3 + ["P3"] * 2 + ["P4"]
+        self.to_learn = [_row(f"t{i}", c) for i, c in enumerate(codes)]
+        self.meta_pool = [_row(f"m{i}", f"P{1 + i % 5}") for i in range(30)]
+        self.not_to_forget = [_row(f"n{i}", "P9", True) for i in range(3)]
+
+
+def test_relation_split_alternates_down_the_frequency_ranking():
+    assert relation_split(_Splits().to_learn) == ["P1", "P3"]
+
+
+def test_generalisation_data_keeps_held_out_relations_out_of_phi_training():
+    data = generalisation_data(_Splits(), n_to_learn=5, n_not_to_forget=2, n_train=8, val_size=3)
+    assert {r["relation_code"] for r in data.to_learn} <= {"P1", "P3"} and len(data.to_learn) == 5
+    seen = [e.uuid.split("|")[0] for e in data.train_seen + data.val]
+    assert not set(seen) & {"P1", "P3"}
+    assert {e.uuid.split("|")[0] for e in data.train_all} & {"P1", "P3"}  # all relations
+    assert len(data.train_seen) == len(data.train_all) == 8
+    assert not {e.uuid for e in data.val} & {e.uuid for e in data.train_all + data.train_seen}
+    with pytest.raises(ValueError, match="tailor a larger split"):
+        generalisation_data(_Splits(), n_to_learn=50, n_not_to_forget=2, n_train=8, val_size=3)
+
+
+# ------------------------------------------------------------- probe-free meta-training data
+
+
+def test_self_probe_cuts_the_sentence_at_its_last_capitalised_span():
+    text = "Ada Lovelace was a writer. Later she moved to the city of New York with her family."
+    assert self_probe(text) == ("Later she moved to the city of New York", "New York")
+    assert self_probe("The Hague is big.") is None  # no context before the only span
+    assert self_probe("It opened to visitors in 1998 after a decade.") == ("It opened to visitors in 1998", "1998")
+
+
+def test_self_probe_examples_use_only_the_text_kept_after_truncation(tokenizer):
+    doc = "Ada Lovelace worked as a mathematician and writer in London . " * 3 + "Late text in Oslo ."
+    short = kept_text(tokenizer, doc, 40)
+    assert doc.startswith(short) and len(tokenizer(short)["input_ids"]) <= 40 and len(short) < len(doc)
+    (example,) = self_probe_examples([MetaExample(doc, "p", "o", "u")], tokenizer, 40)
+    assert example.object in short and example.probe.endswith(example.object) and example.uuid == "u"
+    (whole,) = document_probe_examples([MetaExample(doc, "p", "o", "u")], tokenizer, 40)
+    assert whole.document == whole.probe == whole.object == short
+
+
+def test_freeform_documents_hold_their_answer_and_end_their_probe():
+    docs = freeform_documents()
+    assert len(docs) >= 6 and len({d["id"] for d in docs}) == len(docs)
+    for d in docs:
+        assert d["answer"] in d["document"] and d["probe"].endswith(d["answer"])
+    corpus = corpus_documents("freeform", docs)
+    assert corpus[0]["answer"] == docs[0]["answer"] and docs[0]["answer"] not in corpus[0]["relation"]
+
+
+# ------------------------------------------------------------- φ's weight shares, staged
+
+
+def _learner(tokenizer, steps=2):
+    config = MetaConfig(theta=ThetaConfig(lora_rank=4, lora_alpha=8, max_length=32),
+                        phi=PhiConfig(num_layers=1, lora_rank=4, lora_alpha=8), meta_batch=1, meta_steps=steps,
+                        val_every=0, checkpoint_every=1, outer_lr=1e-2)
+    theta = add_lora(tiny_llama(len(tokenizer), seed=0), 4, 8)
+    phi = TrainAttention(tiny_llama(len(tokenizer), seed=1), 1, 4, 8)
+    return config, MetaLearner(config, theta, phi, tokenizer)
+
+
+def test_untrained_phi_weight_shares_equal_token_shares(tokenizer):
+    _, learner = _learner(tokenizer)
+    docs = corpus_documents("lama", TO_LEARN)
+    shares = phi_shares(learner.phi, tokenizer, docs, 32)
+    for c in CATEGORIES:  # the head starts at bias 4 with weights ~0: near-uniform weights
+        assert shares[c]["weight"] == pytest.approx(shares[c]["tokens"], abs=1e-3)
+    assert shares["answer"]["tokens"] > 0
+
+
+def test_staged_shares_resume_and_match_an_uninterrupted_run(tokenizer, tmp_path):
+    train = [MetaExample(r["evidence"], r["evidence"], r["object"], r["uuid"]) for r in TO_LEARN]
+    corpora = {"lama": corpus_documents("lama", TO_LEARN)}
+    config, learner = _learner(tokenizer)
+    full = staged_shares(config, learner, train, tmp_path / "a", [0, 1, 2], corpora, 32)
+    assert sorted(full) == [0, 1, 2] and full[0] != full[2]
+    config, learner = _learner(tokenizer)
+    part = staged_shares(config, learner, train, tmp_path / "b", [0, 1], corpora, 32)
+    config, learner = _learner(tokenizer)  # a new session: stages 0 and 1 are read back
+    rest = staged_shares(config, learner, train, tmp_path / "b", [0, 1, 2], corpora, 32)
+    assert rest[0] == part[0] == full[0]
+    assert rest[2]["lama"]["answer"]["weight"] == pytest.approx(full[2]["lama"]["answer"]["weight"], abs=1e-6)
+
+
+def test_peak_memory_sees_a_large_allocation_and_measured_reads_back(tmp_path):
+    with PeakMemory() as peak:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MB
+        block += 1
+        del block
+    assert peak.seconds >= 0
+    if peak.extra_rss_mb is not None:
+        assert peak.extra_rss_mb > 40
+    calls = []
+    out, res = measured(tmp_path, lambda: calls.append(1) or 7)
+    again, res2 = measured(tmp_path, lambda: 7)
+    assert out == again == 7 and res == res2 and (tmp_path / "resources.json").is_file()
+
+
+# ------------------------------------------------------------- answers worded from numbers
+
+
+def _r(top, nf=0.5):
+    return {"top_acc": top, "nf_acc": nf}
+
+
+def test_compare_uses_a_one_probe_tolerance():
+    assert compare(0.5, 0.4, 0.05) == "above" and compare(0.4, 0.5, 0.05) == "below"
+    assert compare(0.42, 0.4, 0.05) == "level with"
+
+
+def test_answers_change_with_the_numbers():
+    good = answer_generalisation({"phi_seen": _r(0.3), "phi_all": _r(0.3), "finetune": _r(0.05),
+                                  "oracle": _r(0.4)}, 20, ["P1"])
+    bad = answer_generalisation({"phi_seen": _r(0.1), "phi_all": _r(0.3), "finetune": _r(0.05),
+                                 "oracle": _r(0.4)}, 20, ["P1"])
+    assert "transfers to relations" in good and "only partly" in bad and "14%" in bad
+    rows = {"finetune": _r(0.0), "oracle": _r(0.5), "taalm": _r(0.3), "heuristic-loss": _r(0.1),
+            "heuristic-entity": _r(0.4)}
+    text = answer_heuristics(rows, "taalm", 20)
+    assert "heuristic-entity" in text and "does better than φ" in text
+    rows["heuristic-entity"] = _r(0.1)
+    assert "earns its cost" in answer_heuristics(rows, "taalm", 20)
+    assert "fall short" in answer_unpaired({"paired": _r(0.3), "self": _r(0.1)}, "paired", _r(0.0), 20)
+    assert "did as well" in answer_unpaired({"paired": _r(0.3), "self": _r(0.3)}, "paired", _r(0.0), 20)
+    scaling = [{"variant": "base", "meta_seconds": 10.0, "extra_rss_mb": 100.0, "top_acc": 0.3},
+               {"variant": "depth_2", "meta_seconds": 5.0, "extra_rss_mb": 50.0, "top_acc": 0.3}]
+    assert "lost nothing" in answer_scaling(scaling, "base", 20) and "0.5×" in answer_scaling(scaling, "base", 20)
+
+
+def test_markdown_table_formats_floats_and_missing_values():
+    table = markdown_table([{"a": "x", "b": 0.12345, "c": None}], [("a", "A"), ("b", "B"), ("c", "C")])
+    assert table.splitlines()[2] == "| x | 0.123 | – |" and not math.isnan(0.0)

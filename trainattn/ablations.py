@@ -1,0 +1,349 @@
+"""Ablations of TAALM: one named variant = a few config overrides, run end to end.
+
+A variant changes the base :class:`~trainattn.config.MetaConfig` (and its
+:class:`~trainattn.config.PhiConfig`) and/or the base
+:class:`~trainattn.config.CKLConfig`. :func:`run_variant` then
+
+1. meta-trains φ under the variant's MetaConfig (resumable, in
+   ``<run_dir>/<owner>/meta``, where ``owner`` is the first variant of the table
+   with the same MetaConfig: a variant that only changes θ's training, such as
+   known-token masking, reuses that φ instead of training an identical one);
+2. validates φ on held-out meta-pool documents (:func:`~trainattn.meta_train.validate`:
+   a fresh θ trained with φ's weights vs uniform weights, never the TO-LEARN
+   test probes), with known-token masking as in the variant's CKL runs;
+3. runs TAALM with that φ on a LAMA-CKL split (``<run_dir>/<variant>/ckl``),
+
+and returns one flat row of numbers, also written to ``<run_dir>/<variant>/row.json``.
+A finished variant is read back (after checking its configs and data), not
+recomputed; an unfinished one resumes its meta-training or its CKL run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from .ckl import run_lama_ckl
+from .config import CKLConfig, MetaConfig, to_dict
+from .inner import make_inner_optimizer
+from .losses import per_token_nll, token_weighted_loss, uniform_weights
+from .meta import MetaExample, MetaLearner, theta_logits
+from .meta_train import meta_train, validate
+from .methods import make_method
+from .models import add_lora, trainable_tensors
+from .plots import save_figure
+from .results import read_json, write_json_atomic
+from .spans import encode_with_objects
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Overrides of the base configs: MetaConfig fields, PhiConfig fields, CKLConfig fields."""
+
+    description: str
+    meta: Mapping = field(default_factory=dict)
+    phi: Mapping = field(default_factory=dict)
+    ckl: Mapping = field(default_factory=dict)
+
+
+def ablation_variants(phi_layers_alt: int | None = 2, sgd_inner_lr: float = 0.2) -> dict[str, Variant]:
+    """The chapter's variants, ``base`` first (the base configs unchanged).
+
+    ``phi_layers_alt``: φ's depth in the ``phi_depth`` variant. ``sgd_inner_lr``:
+    the SGD inner step size (see :func:`match_sgd_lr`; AdamW's α means nothing to SGD).
+    """
+    return {
+        "base": Variant("the base settings: 1 untracked + 1 tracked AdamW step, probe NLL, no known masking"),
+        "untracked_0": Variant("no untracked (dummy) step: the tracked step is AdamW's first",
+                               meta={"untracked_steps": 0}),
+        "untracked_3": Variant("3 untracked (dummy) steps before the tracked one", meta={"untracked_steps": 3}),
+        "sgd": Variant("inner optimizer SGD instead of AdamW (its own step size)",
+                       meta={"inner_optimizer": "sgd", "inner_lr": sgd_inner_lr}),
+        "change3": Variant("outer objective change3: mean cubed change of the probe NLL",
+                           meta={"objective": "change3"}),
+        "known_masking": Variant("known-token masking when θ trains with φ's weights (validation and CKL)",
+                                 ckl={"known_masking": True}),
+        "phi_depth": Variant(f"φ with {phi_layers_alt or 'all'} layers", phi={"num_layers": phi_layers_alt}),
+    }
+
+
+def _replace(config, overrides: Mapping, where: str):
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown} of {type(config).__name__}")
+    return replace(config, **overrides)
+
+
+def variant_configs(name: str, base_meta: MetaConfig, base_ckl: CKLConfig,
+                    variants: Mapping[str, Variant] | None = None) -> tuple[MetaConfig, CKLConfig]:
+    """The variant's (MetaConfig, CKLConfig): the base configs with its overrides applied."""
+    variants = ablation_variants() if variants is None else variants
+    if name not in variants:
+        raise ValueError(f"unknown ablation variant {name!r}; known: {', '.join(variants)}")
+    v = variants[name]
+    meta = _replace(base_meta, v.meta, f"variant {name!r} (meta)")
+    meta = replace(meta, phi=_replace(meta.phi, v.phi, f"variant {name!r} (phi)"))
+    return meta, _replace(base_ckl, v.ckl, f"variant {name!r} (ckl)")
+
+
+def meta_owner(name: str, base_meta: MetaConfig, base_ckl: CKLConfig,
+               variants: Mapping[str, Variant] | None = None) -> str:
+    """The first variant (table order) with the same MetaConfig as ``name``: whose φ it uses."""
+    variants = ablation_variants() if variants is None else variants
+    meta, _ = variant_configs(name, base_meta, base_ckl, variants)
+    return next(n for n in variants if variant_configs(n, base_meta, base_ckl, variants)[0] == meta)
+
+
+def match_sgd_lr(theta, tokenizer, examples: list[MetaExample], adamw_lr: float, max_length: int,
+                 weight_decay: float = 0.01) -> float:
+    """An SGD step size that moves θ's trainable tensors as far as a first AdamW step of ``adamw_lr``.
+
+    For each document (uniform weights) the ratio of the two steps' norms is
+    taken at θ's current tensors; the median, rounded to 2 significant digits
+    (so the value, which enters the config, is stable across machines).
+    """
+    params = trainable_tensors(theta)
+    if not params:
+        raise ValueError("θ has no trainable tensors (add LoRA first)")
+    device = next(theta.parameters()).device
+    adamw, sgd = make_inner_optimizer("adamw", adamw_lr, weight_decay), make_inner_optimizer("sgd", 1.0)
+    ratios = []
+    for e in examples:
+        doc = encode_with_objects(tokenizer, [e.document], [e.object], max_length).to(device)
+        leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+        with torch.enable_grad():
+            logits = theta_logits(theta, leaves, doc)
+            loss = token_weighted_loss(per_token_nll(logits, doc.input_ids), uniform_weights(doc.attention_mask),
+                                       doc.attention_mask)
+            grads = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
+        with torch.no_grad():
+            a, _ = adamw.step(leaves, grads, adamw.init(leaves))
+            s, _ = sgd.step(leaves, grads, sgd.init(leaves))
+            if _distance(s, leaves) > 0:
+                ratios.append(_distance(a, leaves) / _distance(s, leaves))
+    if not ratios:
+        raise ValueError("no document gave a non-zero gradient")
+    lr = statistics.median(ratios)
+    return float(f"{lr:.2g}")
+
+
+def _distance(new: dict, old: dict) -> float:
+    return torch.sqrt(sum(((new[n] - old[n]) ** 2).sum() for n in old)).item()
+
+
+# ---------------------------------------------------------------- running one variant
+
+ROW_KEYS = (
+    "meta_seconds", "meta_steps", "phi_grad_norm", "outer_loss_first", "outer_loss_last",
+    "val_phi_acc", "val_phi_nll", "val_uniform_acc", "val_uniform_nll", "weight_object", "weight_other",
+    "top_acc", "epoch", "nf_acc", "total_knowledge", "ckl_seconds",
+)
+
+
+def data_fingerprint(*groups) -> str:
+    """SHA-256 of the uuids (or documents) of each group of examples/rows, in order."""
+    digest = hashlib.sha256()
+    for group in groups:
+        keys = [(e.uuid or e.document) if isinstance(e, MetaExample) else e["uuid"] for e in group]
+        digest.update(("\n".join(keys) + "\0").encode())
+    return digest.hexdigest()
+
+
+def _read_cached(path: Path, identity: dict) -> dict | None:
+    """The JSON at ``path`` if it was written with ``identity``; an error if with another one."""
+    if not path.is_file():
+        return None
+    saved = read_json(path)
+    if saved.get("identity") != json.loads(json.dumps(identity)):
+        raise ValueError(f"{path} was written with other settings or data; use another run_dir "
+                         "or delete that folder to recompute it")
+    return saved
+
+
+def _ckl_numbers(result: dict) -> dict:
+    m = result["metrics"]["test_chosen"]
+    seconds = sum(t["train_s"] + t["eval_s"] for t in result["timings"])
+    return {"top_acc": m["top_acc"], "epoch": m["epoch"], "nf_acc": m["nf_acc"],
+            "total_knowledge": m["total_knowledge"], "ckl_seconds": seconds,
+            "to_learn_acc": result["curves"]["to_learn"]["acc"],
+            "not_to_forget_acc": result["curves"]["not_to_forget"]["acc"]}
+
+
+def run_variant(
+    name: str,
+    base_meta: MetaConfig,
+    base_ckl: CKLConfig,
+    *,
+    run_dir,
+    tokenizer,
+    load_theta: Callable[[], torch.nn.Module],
+    make_phi: Callable,
+    train: list[MetaExample],
+    val: list[MetaExample],
+    to_learn: list[dict],
+    not_to_forget: list[dict],
+    variants: Mapping[str, Variant] | None = None,
+    review_rows=None,
+    progress: bool = False,
+) -> dict:
+    """Meta-train, validate and run TAALM for one variant; its row of numbers (see module doc).
+
+    ``load_theta()`` returns a fresh θ without adapters (called twice: for
+    meta-training and for the CKL run); ``make_phi(phi_config, seed)`` an
+    untrained φ. ``train`` / ``val``: meta-pool examples (φ's training pool and
+    held-out documents); ``to_learn`` / ``not_to_forget``: LAMA-CKL rows.
+    """
+    variants = ablation_variants() if variants is None else variants
+    meta_cfg, ckl_cfg = variant_configs(name, base_meta, base_ckl, variants)
+    run_dir = Path(run_dir)
+    owner = meta_owner(name, base_meta, base_ckl, variants)
+    meta_dir = run_dir / owner / "meta"
+    ckl_cfg = replace(ckl_cfg, method="taalm", phi_checkpoint=str(meta_dir),
+                      n_to_learn=len(to_learn), n_not_to_forget=len(not_to_forget))
+    # validation trains θ with φ's weights: known-token masking as in the CKL runs
+    val_cfg = replace(meta_cfg, val_known_masking=ckl_cfg.known_masking)
+    identity = {"variant": name, "meta": to_dict(meta_cfg), "validation": to_dict(val_cfg), "ckl": to_dict(ckl_cfg),
+                "data_sha256": data_fingerprint(train, val, to_learn, not_to_forget)}
+    folder = run_dir / name
+    cached = _read_cached(folder / "row.json", identity)
+    if cached is not None:
+        return cached["row"]
+
+    theta = add_lora(load_theta(), meta_cfg.theta.lora_rank, meta_cfg.theta.lora_alpha,
+                     meta_cfg.theta.lora_dropout, seed=meta_cfg.seed)
+    device = next(theta.parameters()).device
+    phi = make_phi(meta_cfg.phi, meta_cfg.seed).to(device)
+    learner = MetaLearner(meta_cfg, theta, phi, tokenizer)
+    meta = meta_train(meta_cfg, learner, train, None, out_dir=meta_dir, progress=progress)
+    if not meta["finished"]:
+        raise RuntimeError(f"{meta_dir}: meta-training stopped at step {meta['step']}")
+
+    validation_id = {k: identity[k] for k in ("validation", "data_sha256")}
+    saved = _read_cached(folder / "validation.json", validation_id)
+    if saved is None:
+        learner.config = val_cfg  # the same θ₀ and φ; only the validation settings differ
+        report = validate(learner, val)
+        write_json_atomic(folder / "validation.json", {"identity": validation_id, "validation": report})
+    else:
+        report = saved["validation"]
+    del theta, learner
+
+    method = make_method("taalm", phi=phi)
+    result = run_lama_ckl(ckl_cfg, load_theta(), tokenizer, to_learn, not_to_forget, method,
+                          out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
+    history = meta["history"]
+    row = {
+        "variant": name, "description": variants[name].description, "phi_from": owner,
+        "overrides": {k: dict(getattr(variants[name], k)) for k in ("meta", "phi", "ckl")},
+        "meta_seconds": meta["seconds"], "meta_steps": meta["step"],
+        "phi_grad_norm": statistics.fmean(h["phi_grad_norm"] for h in history),
+        "outer_loss_first": history[0]["outer_loss"], "outer_loss_last": history[-1]["outer_loss"],
+        "val_phi_acc": report["phi"]["accuracy"], "val_phi_nll": report["phi"]["nll"],
+        "val_uniform_acc": report["uniform"]["accuracy"], "val_uniform_nll": report["uniform"]["nll"],
+        "weight_object": report["weight_object"], "weight_other": report["weight_other"],
+        **_ckl_numbers(result),
+    }
+    write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
+    return row
+
+
+def run_reference(
+    method: str,
+    base_ckl: CKLConfig,
+    *,
+    run_dir,
+    tokenizer,
+    load_theta: Callable[[], torch.nn.Module],
+    to_learn: list[dict],
+    not_to_forget: list[dict],
+    review_rows=None,
+    progress: bool = False,
+) -> dict:
+    """A φ-free CKL run (e.g. ``"finetune"``) at the same scale, in ``<run_dir>/<method>/``: its numbers."""
+    config = replace(base_ckl, method=method, phi_checkpoint=None,
+                     n_to_learn=len(to_learn), n_not_to_forget=len(not_to_forget))
+    identity = {"ckl": to_dict(config), "data_sha256": data_fingerprint(to_learn, not_to_forget)}
+    folder = Path(run_dir) / method
+    cached = _read_cached(folder / "row.json", identity)
+    if cached is not None:
+        return cached["row"]
+    result = run_lama_ckl(config, load_theta(), tokenizer, to_learn, not_to_forget, method,
+                          out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
+    row = {"variant": method, **_ckl_numbers(result)}
+    write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
+    return row
+
+
+# ---------------------------------------------------------------- table and figure
+
+TABLE_COLUMNS = (
+    ("variant", "variant"), ("meta_seconds", "meta-train s"), ("phi_grad_norm", "‖∇φ‖"),
+    ("val_phi_acc", "val acc φ"), ("val_uniform_acc", "val acc uniform"),
+    ("val_phi_nll", "val NLL φ"), ("val_uniform_nll", "val NLL uniform"),
+    ("weight_object", "w object"), ("weight_other", "w other"),
+    ("top_acc", "Top Acc"), ("epoch", "Epoch"), ("nf_acc", "NF Acc"), ("total_knowledge", "Total Knowledge"),
+)
+
+
+def ablation_markdown(rows: list[dict]) -> str:
+    """A markdown table of the rows (missing numbers as an en dash)."""
+
+    def cell(key, value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        if key == "meta_seconds":
+            return f"{value:.0f}"
+        if key == "phi_grad_norm":
+            return f"{value:.2e}"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(label for _, label in TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(cell(k, r.get(k)) for k, _ in TABLE_COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot_ablations(rows: list[dict], path, reference: dict | None = None) -> Path:
+    """Bars per variant: validation accuracy (φ vs uniform), φ's weights, CKL Top Acc / NF Acc."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [r["variant"] for r in rows]
+    x = np.arange(len(names))
+
+    def values(key):
+        return [np.nan if r.get(key) is None else r[key] for r in rows]
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    panels = (
+        (axes[0], ("val_phi_acc", "val_uniform_acc"), ("θ trained with φ's weights", "uniform weights"),
+         "validation: held-out probe accuracy"),
+        (axes[1], ("weight_object", "weight_other"), ("object tokens", "other tokens"),
+         "φ's mean weight (held-out documents)"),
+        (axes[2], ("top_acc", "nf_acc"), ("Top Acc (TO-LEARN)", "NF Acc at that epoch"), "LAMA-CKL with TAALM"),
+    )
+    for ax, keys, labels, title in panels:
+        for i, (key, label) in enumerate(zip(keys, labels, strict=True)):
+            ax.bar(x + (i - 0.5) * 0.38, values(key), width=0.38, label=label, color=("C3", "C0")[i])
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(0, 1.02)  # accuracies and weights all lie in [0, 1]
+        ax.legend(fontsize=7, loc="lower center", framealpha=0.9)
+    if reference is not None:
+        for key, colour in (("top_acc", "C3"), ("nf_acc", "C0")):
+            if reference.get(key) is not None:
+                axes[2].axhline(reference[key], color=colour, ls=":", lw=1)
+        axes[2].text(0.01, 0.97, f"dotted: {reference['variant']}", transform=axes[2].transAxes,
+                     fontsize=7, va="top")
+    return save_figure(fig, path)

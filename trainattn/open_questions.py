@@ -1,0 +1,287 @@
+"""Beyond the paper: the data and runs of the "open questions" chapter (notebook 07).
+
+* :func:`relation_split` / :func:`generalisation_data` — LAMA-CKL relations in two
+  disjoint groups: φ meta-trains on one, TAALM is tested on TO-LEARN facts of the other;
+* :func:`self_probe_examples` / :func:`document_probe_examples` — meta-training data
+  without hand-written probes (a probe cut from the document at its last
+  capitalised span; or the document as its own probe, for the change objectives);
+* :func:`corpus_documents` / :func:`phi_shares` / :func:`staged_shares` — the share of
+  φ's weight per token category (:mod:`trainattn.token_categories`) on a corpus, and
+  how it moves during meta-training;
+* :class:`PeakMemory` / :func:`measured` — peak memory and time of a run.
+
+The runs themselves reuse :func:`trainattn.ablations.run_variant` (meta-train, validate,
+TAALM) and :func:`trainattn.grid.run_lama_ckl_grid` (φ-free methods).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .meta import MetaExample, examples_from_rows
+from .meta_train import meta_train
+from .results import read_json, write_json_atomic
+from .spans import encode_with_objects
+from .token_categories import FUNCTION_WORDS, category_shares, mean_shares, target_categories
+
+# ---------------------------------------------------------------- Q1: held-out relations
+
+
+def relation_split(to_learn_rows: list[dict]) -> list[str]:
+    """The held-out relation codes: every other TO-LEARN relation, by count (then code).
+
+    Alternating down the frequency ranking gives the held-out group about half
+    of the TO-LEARN facts; every relation not returned (including those only in
+    the meta-training pool) is φ's side.
+    """
+    counts = Counter(r["relation_code"] for r in to_learn_rows)
+    ranked = sorted(counts, key=lambda c: (-counts[c], c))
+    return sorted(ranked[::2])
+
+
+@dataclass
+class GeneralisationData:
+    """TO-LEARN facts of held-out relations and three disjoint-by-uuid meta-training sets."""
+
+    held_out: list[str]  # relation codes φ never sees in ``train_seen``
+    to_learn: list[dict]  # TO-LEARN rows of held-out relations
+    not_to_forget: list[dict]
+    val: list[MetaExample]  # validation documents (seen relations only)
+    train_seen: list[MetaExample]  # meta-training on the other relations only
+    train_all: list[MetaExample]  # meta-training on all relations (same size)
+
+    def summary(self) -> dict:
+        return {"held_out_relations": self.held_out, "n_to_learn": len(self.to_learn),
+                "n_not_to_forget": len(self.not_to_forget), "n_val": len(self.val),
+                "n_train": len(self.train_seen),
+                "train_seen_relations": sorted({u.split("|")[0] for u in self._codes(self.train_seen)}),
+                "to_learn_relations": sorted({r["relation_code"] for r in self.to_learn})}
+
+    def _codes(self, examples):
+        return [e.uuid for e in examples]
+
+
+def generalisation_data(splits, n_to_learn: int, n_not_to_forget: int, n_train: int, val_size: int,
+                        probe_form: str = "schematic") -> GeneralisationData:
+    """Build :class:`GeneralisationData` from tailored splits (see :func:`relation_split`).
+
+    Example uuids are prefixed with their relation code (``"P31|<uuid>"``) so a
+    set's relations can be read back. Raises if a set would be short.
+    """
+    held = relation_split(splits.to_learn)
+    to_learn = [r for r in splits.to_learn if r["relation_code"] in held][:n_to_learn]
+    seen_pool = [r for r in splits.meta_pool if r["relation_code"] not in held]
+    val_rows = seen_pool[:val_size]
+    taken = {r["uuid"] for r in val_rows}
+    seen_rows = seen_pool[val_size : val_size + n_train]
+    all_rows = [r for r in splits.meta_pool if r["uuid"] not in taken][:n_train]
+    for name, got, want in (("TO-LEARN (held-out relations)", len(to_learn), n_to_learn),
+                            ("meta-training (seen relations)", len(seen_rows), n_train),
+                            ("meta-training (all relations)", len(all_rows), n_train)):
+        if got < want:
+            raise ValueError(f"{name}: {got} rows, {want} requested; tailor a larger split")
+
+    def examples(rows):
+        out = examples_from_rows(rows, probe_form)
+        return [MetaExample(e.document, e.probe, e.object, f"{r['relation_code']}|{e.uuid}")
+                for e, r in zip(out, rows, strict=True)]
+
+    return GeneralisationData(held, to_learn, splits.not_to_forget[:n_not_to_forget], examples(val_rows),
+                              examples(seen_rows), examples(all_rows))
+
+
+# ---------------------------------------------------------------- Q4: no paired probes
+
+_SPAN = re.compile(r"(?:[A-Z][\w'’-]*|\d[\d,.]*\d|\d)(?:\s+(?:[A-Z][\w'’-]*|\d[\d,.]*\d|\d))*")
+_SENTENCE_END = re.compile(r"[.!?]\s+|\n")
+
+
+def kept_text(tokenizer, text: str, max_length: int | None) -> str:
+    """The part of ``text`` that survives truncation to ``max_length`` tokens."""
+    if max_length is None:
+        return text
+    enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+    if len(enc["input_ids"]) <= max_length:
+        return text
+    ends = [b for _, b in enc["offset_mapping"][:max_length] if b > 0]
+    return text[: max(ends)] if ends else ""
+
+
+def self_probe(text: str, min_context_words: int = 3) -> tuple[str, str] | None:
+    """``(probe, answer)`` cut from ``text`` at its last capitalised (or numeric) span.
+
+    Leading function words of a span are dropped (``"The Hague"`` → ``"Hague"``);
+    the probe is the span's sentence up to and including the span, and needs at
+    least ``min_context_words`` words before it. ``None`` if no span qualifies.
+    """
+    for m in reversed(list(_SPAN.finditer(text))):
+        start, words = m.start(), m.group().split()
+        while words and words[0].lower() in FUNCTION_WORDS:
+            start = text.index(words[1], start + len(words[0])) if len(words) > 1 else m.end()
+            words = words[1:]
+        if not words:
+            continue
+        sentence_start = max((e.end() for e in _SENTENCE_END.finditer(text, 0, start)), default=0)
+        context = text[sentence_start:start]
+        if len(re.findall(r"\w+", context)) < min_context_words:
+            continue
+        answer = text[start : m.end()]
+        return text[sentence_start : m.end()], answer
+    return None
+
+
+def self_probe_examples(examples: list[MetaExample], tokenizer, max_length: int | None) -> list[MetaExample]:
+    """Meta-examples whose probe is cut from the (truncated) document itself (:func:`self_probe`).
+
+    Documents without a usable span are dropped.
+    """
+    out = []
+    for e in examples:
+        found = self_probe(kept_text(tokenizer, e.document, max_length))
+        if found is not None:
+            out.append(MetaExample(e.document, found[0], found[1], e.uuid))
+    return out
+
+
+def document_probe_examples(examples: list[MetaExample], tokenizer, max_length: int | None) -> list[MetaExample]:
+    """Meta-examples whose probe IS the (truncated) document: the outer loss reads all its tokens."""
+    out = []
+    for e in examples:
+        text = kept_text(tokenizer, e.document, max_length)
+        out.append(MetaExample(text, text, text, e.uuid))
+    return out
+
+
+# ---------------------------------------------------------------- Q2: where φ's weight goes
+
+
+def corpus_documents(kind: str, rows) -> list[dict]:
+    """Documents with their answer and relation: ``{"text", "answer", "relation"}``.
+
+    ``kind``: ``"lama"`` (LAMA-CKL rows: evidence, object, relation_label),
+    ``"twiki"`` (TemporalWiki probe rows → the proxy template document of
+    :func:`~trainattn.data.twiki_diffsets.proxy_documents`), ``"freeform"``
+    (:mod:`trainattn.data.freeform`; relation words = the probe's words).
+    """
+    if kind == "lama":
+        return [{"text": r["evidence"], "answer": r["object"], "relation": r["relation_label"]} for r in rows]
+    if kind == "twiki":
+        from .data.twiki_diffsets import proxy_documents
+
+        out = []
+        for r in rows:
+            (text,) = proxy_documents([r])
+            out.append({"text": text, "answer": r["object"], "relation": r["relation"]})
+        return out
+    if kind == "freeform":
+        return [{"text": d["document"], "answer": d["answer"], "relation": d["probe"].replace(d["answer"], "")}
+                for d in rows]
+    raise ValueError(f"unknown corpus kind {kind!r}: lama | twiki | freeform")
+
+
+@torch.no_grad()
+def document_weights(phi, tokenizer, doc: dict, max_length: int | None):
+    """``(tokens, weights, categories, answer_mask)`` of one document's targets under φ."""
+    device = next(phi.parameters()).device
+    enc = encode_with_objects(tokenizer, [doc["text"]], [doc["answer"]], max_length).to(device)
+    phi.eval()
+    weights = phi(enc.input_ids, enc.attention_mask, enc.position_ids)[0].cpu()
+    ids = enc.input_ids[0].cpu()
+    cats = target_categories(tokenizer, ids, enc.object_mask[0].cpu(), doc.get("relation"))
+    tokens = [tokenizer.decode([i]) for i in ids[1:].tolist()]
+    return tokens, weights, cats, enc.target_mask[0].cpu()
+
+
+def phi_shares(phi, tokenizer, docs: list[dict], max_length: int | None) -> dict:
+    """Mean over documents of each category's token share and φ-weight share."""
+    return mean_shares([category_shares(w, c) for _, w, c, _ in
+                        (document_weights(phi, tokenizer, d, max_length) for d in docs)])
+
+
+def staged_shares(config, learner, train, out_dir, stages: list[int], corpora: dict[str, list[dict]],
+                  max_length: int | None, progress: bool = False) -> dict[int, dict]:
+    """Meta-train in stages (``meta_train(stop_after=s)``) and measure :func:`phi_shares` at each.
+
+    Resumable: the shares of each stage are written to ``<out_dir>/shares.json``
+    right after they are measured; the run continues from its checkpoint. A
+    later :func:`~trainattn.meta_train.meta_train` call on ``out_dir`` with the
+    same config finds the run finished. Returns ``{stage: {corpus: shares}}``.
+    """
+    out_dir = Path(out_dir)
+    cache = out_dir / "shares.json"
+    saved = read_json(cache) if cache.is_file() else {}
+    for stage in sorted(set(stages)):
+        if str(stage) in saved:
+            continue
+        state = meta_train(config, learner, train, None, out_dir=out_dir, stop_after=stage, progress=progress)
+        if state["step"] != stage:
+            raise ValueError(f"{out_dir}: the run is at step {state['step']}, past stage {stage} whose "
+                             "shares were not saved; delete the folder to measure the stages again")
+        saved[str(stage)] = {name: phi_shares(learner.phi, learner.tokenizer, docs, max_length)
+                             for name, docs in corpora.items()}
+        write_json_atomic(cache, saved)
+    return {int(k): v for k, v in saved.items() if int(k) in stages}
+
+
+# ---------------------------------------------------------------- Q5: cost
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak memory of a block: resident set (Linux: VmHWM reset via ``clear_refs``) and CUDA.
+
+    ``extra_rss_mb``: the block's peak resident memory above the resident memory
+    at its start (``None`` where the peak cannot be reset); ``cuda_peak_mb``:
+    ``torch.cuda.max_memory_allocated`` (``None`` without CUDA).
+    """
+
+    def __enter__(self):
+        self.rss_before = _status_kb("VmRSS")
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.resettable = True
+        except OSError:
+            self.resettable = False
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.started
+        peak = _status_kb("VmHWM")
+        self.extra_rss_mb = (peak - self.rss_before) / 1024 if self.resettable and peak and self.rss_before else None
+        self.cuda_peak_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+        return False
+
+
+def measured(folder, run):
+    """``(run(), resources)``: peak memory of ``run`` the first time; read back afterwards.
+
+    The resources are written to ``<folder>/resources.json`` after a run that
+    did work; when a later call finds the result cached (it returns at once),
+    the saved resources are returned instead.
+    """
+    path = Path(folder) / "resources.json"
+    with PeakMemory() as peak:
+        out = run()
+    if path.is_file():
+        return out, read_json(path)
+    resources = {"extra_rss_mb": peak.extra_rss_mb, "cuda_peak_mb": peak.cuda_peak_mb, "seconds": peak.seconds}
+    write_json_atomic(path, resources)
+    return out, resources
