@@ -13,10 +13,11 @@ from .results import read_json
 
 
 def load_results(paths) -> list[dict]:
-    """Every ``result.json`` among ``paths`` (files, or folders searched recursively)."""
+    """Every CKL result among ``paths``: files, or folders searched recursively for ``*.json``
+    files that hold ``metrics`` and ``curves`` (run folders' ``result.json``, copied results)."""
     found = []
     for path in map(Path, paths):
-        files = sorted(path.rglob("result.json")) if path.is_dir() else [path]
+        files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
         for f in files:
             result = read_json(f)
             if "metrics" in result and "curves" in result:
