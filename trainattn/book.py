@@ -368,21 +368,9 @@ def run_book(
 def check_toc(root: str | Path = ".") -> list[str]:
     """Files named in ``_toc.yml`` that do not exist (executed notebooks not yet built)."""
     root = Path(root)
-    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
-    entries = [toc["root"]]
+    from .browser_check import toc_entries
 
-    def walk(items):
-        for item in items or []:
-            if "file" in item:
-                entries.append(item["file"])
-            walk(item.get("chapters"))
-            walk(item.get("sections"))
-            for part in item.get("parts") or []:
-                walk(part.get("chapters"))
-
-    walk(toc.get("chapters"))
-    for part in toc.get("parts") or []:
-        walk(part.get("chapters"))
+    entries = toc_entries(yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8")))
     suffixes = ("", ".md", ".ipynb")
     return [e for e in entries if not any((root / f"{e}{s}").is_file() for s in suffixes)]
 
