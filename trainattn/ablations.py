@@ -34,6 +34,7 @@ import torch
 from .ckl import run_lama_ckl
 from .config import CKLConfig, MetaConfig, to_dict
 from .inner import make_inner_optimizer
+from .locks import run_lock
 from .losses import per_token_nll, token_weighted_loss, uniform_weights
 from .meta import MetaExample, MetaLearner, theta_logits
 from .meta_train import meta_train, validate
@@ -214,16 +215,26 @@ def run_variant(
     identity = {"variant": name, "meta": to_dict(meta_cfg), "validation": to_dict(val_cfg), "ckl": to_dict(ckl_cfg),
                 "data_sha256": data_fingerprint(train, val, to_learn, not_to_forget)}
     folder = run_dir / name
-    cached = _read_cached(folder / "row.json", identity)
-    if cached is not None:
-        return cached["row"]
+    with run_lock(folder):  # another process computing this variant: wait, then read it back
+        cached = _read_cached(folder / "row.json", identity)
+        if cached is not None:
+            return cached["row"]
+        return _compute_variant(name, variants, meta_cfg, val_cfg, ckl_cfg, owner, meta_dir, folder, identity,
+                                tokenizer=tokenizer, load_theta=load_theta, make_phi=make_phi, train=train,
+                                val=val, to_learn=to_learn, not_to_forget=not_to_forget,
+                                review_rows=review_rows, progress=progress)
 
+
+def _compute_variant(name, variants, meta_cfg, val_cfg, ckl_cfg, owner, meta_dir, folder, identity, *,
+                     tokenizer, load_theta, make_phi, train, val, to_learn, not_to_forget, review_rows,
+                     progress) -> dict:
     theta = add_lora(load_theta(), meta_cfg.theta.lora_rank, meta_cfg.theta.lora_alpha,
                      meta_cfg.theta.lora_dropout, seed=meta_cfg.seed)
     device = next(theta.parameters()).device
     phi = make_phi(meta_cfg.phi, meta_cfg.seed).to(device)
     learner = MetaLearner(meta_cfg, theta, phi, tokenizer)
-    meta = meta_train(meta_cfg, learner, train, None, out_dir=meta_dir, progress=progress)
+    with run_lock(meta_dir):  # variants sharing this φ (meta_owner) may run in other processes
+        meta = meta_train(meta_cfg, learner, train, None, out_dir=meta_dir, progress=progress)
     if not meta["finished"]:
         raise RuntimeError(f"{meta_dir}: meta-training stopped at step {meta['step']}")
 
@@ -273,14 +284,15 @@ def run_reference(
                      n_to_learn=len(to_learn), n_not_to_forget=len(not_to_forget))
     identity = {"ckl": to_dict(config), "data_sha256": data_fingerprint(to_learn, not_to_forget)}
     folder = Path(run_dir) / method
-    cached = _read_cached(folder / "row.json", identity)
-    if cached is not None:
-        return cached["row"]
-    result = run_lama_ckl(config, load_theta(), tokenizer, to_learn, not_to_forget, method,
-                          out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
-    row = {"variant": method, **_ckl_numbers(result)}
-    write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
-    return row
+    with run_lock(folder):
+        cached = _read_cached(folder / "row.json", identity)
+        if cached is not None:
+            return cached["row"]
+        result = run_lama_ckl(config, load_theta(), tokenizer, to_learn, not_to_forget, method,
+                              out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
+        row = {"variant": method, **_ckl_numbers(result)}
+        write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
+        return row
 
 
 # ---------------------------------------------------------------- table and figure

@@ -190,7 +190,7 @@ def _ckl_grid(args):
     del theta
     results = run_lama_ckl_grid(
         config, args.methods, args.seeds, to_learn, not_to_forget, args.out,
-        load_model=lambda: load_lm(config.theta.model), phi_run=args.phi,
+        load_model=lambda: load_lm(config.theta.model, device=args.device), phi_run=args.phi,
         load_phi=lambda path: load_trained_phi(path, tokenizer), review_rows=review,
     )
     print(lama_ckl_table(results))
@@ -304,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tailored", default=None, help="folder written by `trainattn tailor`")
     p.add_argument("--split-seed", type=int, default=42)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="cpu", help="θ's device, e.g. cpu or cuda (φ follows θ)")
     p.set_defaults(func=_ckl_grid)
 
     p = sub.add_parser("report", help="paper-style table (and curves) from CKL result files")

@@ -21,6 +21,7 @@ import torch
 from .ckl import run_lama_ckl
 from .config import CKLConfig, to_dict
 from .errors import TrainattnError
+from .locks import run_lock
 from .methods import canonical_method_name, make_method
 from .report import summarise
 from .results import read_json, write_json_atomic
@@ -89,20 +90,21 @@ def run_lama_ckl_grid(
             phi_sha = phi_fingerprint(phi_run) if needs_phi else None
             out = run_dir_for(run_root, method, seed)
             finished = out / "result.json"
-            if finished.is_file():
-                result = read_json(finished)
-                _check_reusable(finished, result, config, phi_sha)
-                state = "read back"
-            else:
-                model, tokenizer = load_model()
-                torch.manual_seed(seed)
-                strategy = make_method(method, load_phi=load_phi)
-                result = run_lama_ckl(config, model, tokenizer, to_learn_rows, not_to_forget_rows, strategy,
-                                      out_dir=out, review_rows=review_rows, progress=progress)
-                result["phi_sha256"] = phi_sha
-                write_json_atomic(finished, result)
-                del model
-                state = f"{sum(t['train_s'] + t['eval_s'] for t in result['timings']) / 60:.1f} min"
+            with run_lock(out):  # another process computing this run: wait, then read it back
+                if finished.is_file():
+                    result = read_json(finished)
+                    _check_reusable(finished, result, config, phi_sha)
+                    state = "read back"
+                else:
+                    model, tokenizer = load_model()
+                    torch.manual_seed(seed)
+                    strategy = make_method(method, load_phi=load_phi)
+                    result = run_lama_ckl(config, model, tokenizer, to_learn_rows, not_to_forget_rows, strategy,
+                                          out_dir=out, review_rows=review_rows, progress=progress)
+                    result["phi_sha256"] = phi_sha
+                    write_json_atomic(finished, result)
+                    del model
+                    state = f"{sum(t['train_s'] + t['eval_s'] for t in result['timings']) / 60:.1f} min"
             results.append(result)
             if log is not None:
                 m = result["metrics"]["test_chosen"]

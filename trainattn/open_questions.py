@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .locks import run_lock
 from .meta import MetaExample, examples_from_rows
 from .meta_train import meta_train
 from .results import read_json, write_json_atomic
@@ -278,10 +279,12 @@ def measured(folder, run):
     the saved resources are returned instead.
     """
     path = Path(folder) / "resources.json"
-    with PeakMemory() as peak:
-        out = run()
-    if path.is_file():
-        return out, read_json(path)
-    resources = {"extra_rss_mb": peak.extra_rss_mb, "cuda_peak_mb": peak.cuda_peak_mb, "seconds": peak.seconds}
-    write_json_atomic(path, resources)
-    return out, resources
+    with run_lock(folder, ".measure.lock"):  # a process that only waited must not record its wait
+        with PeakMemory() as peak:
+            out = run()
+        if path.is_file():
+            return out, read_json(path)
+        resources = {"extra_rss_mb": peak.extra_rss_mb, "cuda_peak_mb": peak.cuda_peak_mb,
+                     "seconds": peak.seconds}
+        write_json_atomic(path, resources)
+        return out, resources

@@ -11,17 +11,23 @@ from pathlib import Path
 
 
 def versions() -> dict:
-    """Versions of the software that produced a result."""
+    """Versions of the software that produced a result, and the hardware it could use.
+
+    ``hardware`` is the first CUDA device's name where one is visible (runs on
+    such a machine put θ there), else ``cpu (<n> cores)``.
+    """
     import torch
     import transformers
 
     from . import __version__
 
+    cuda = torch.cuda.is_available()
     return {
         "trainattn": __version__,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
+        "hardware": torch.cuda.get_device_name(0) if cuda else f"cpu ({os.cpu_count()} cores)",
     }
 
 

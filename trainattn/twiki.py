@@ -50,6 +50,7 @@ from .data.temporalwiki import (
 )
 from .data.twiki_diffsets import load_diffset_documents, proxy_documents
 from .evaluate import score_probes
+from .locks import run_lock
 from .methods import RunContext, TrainBatch
 from .models import trainable_tensors
 from .results import versions, write_json_atomic
@@ -209,6 +210,19 @@ def run_temporalwiki(config: CKLConfig, model, tokenizer, periods=("0910", "1011
     With ``out_dir``, a checkpoint is written after every period and a rerun with the same
     config and data continues after the last finished period.
     """
+    if out_dir is None:
+        return _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, probes_by_period,
+                                 method, out_dir, max_probes, source_label, progress, data_dir, diffset_dir,
+                                 review_documents)
+    with run_lock(out_dir):  # another process running this folder: wait, then resume its finished state
+        return _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, probes_by_period,
+                                 method, out_dir, max_probes, source_label, progress, data_dir, diffset_dir,
+                                 review_documents)
+
+
+def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, probes_by_period, method,
+                      out_dir, max_probes, source_label, progress, data_dir, diffset_dir,
+                      review_documents) -> dict:
     periods = tuple(periods)
     for p in periods:
         if p not in TWIKI_PERIODS:
