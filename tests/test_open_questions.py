@@ -16,6 +16,9 @@ from trainattn.methods import HEURISTICS, canonical_method_name, make_method
 from trainattn.methods.heuristics import attention_received, hidden_gradient_norm, scale_rows
 from trainattn.models import TrainAttention, add_lora
 from trainattn.open_answers import (
+    accuracy_tolerance,
+    answer_attention,
+    answer_freeform,
     answer_generalisation,
     answer_heuristics,
     answer_scaling,
@@ -279,23 +282,57 @@ def test_compare_uses_a_one_probe_tolerance():
     assert compare(0.42, 0.4, 0.05) == "level with"
 
 
+def test_accuracy_tolerance_is_one_probe_or_two_standard_errors():
+    assert accuracy_tolerance(0.0, 0.0, 20) == 1 / 20
+    assert math.isclose(accuracy_tolerance(0.5, 0.5, 100), 2 * math.sqrt(0.5 / 100))
+    # 2 of 32 facts against 0.5 of 32: noise at this size, worded as level
+    assert compare(0.062, 0.016, accuracy_tolerance(0.062, 0.016, 32)) == "level with"
+
+
 def test_answers_change_with_the_numbers():
+    n = 200
     good = answer_generalisation({"phi_seen": _r(0.3), "phi_all": _r(0.3), "finetune": _r(0.05),
-                                  "oracle": _r(0.4)}, 20, ["P1"])
+                                  "oracle": _r(0.4)}, n, ["P1"])
     bad = answer_generalisation({"phi_seen": _r(0.1), "phi_all": _r(0.3), "finetune": _r(0.05),
-                                 "oracle": _r(0.4)}, 20, ["P1"])
+                                 "oracle": _r(0.4)}, n, ["P1"])
     assert "transfers to relations" in good and "only partly" in bad and "14%" in bad
+    small = answer_generalisation({"phi_seen": _r(0.06), "phi_all": _r(0.03), "finetune": _r(0.03),
+                                   "oracle": _r(0.4), "phi_03": _r(0.4)}, 32, ["P1"])
+    assert "too small" in small and "budget is what holds" in small
     rows = {"finetune": _r(0.0), "oracle": _r(0.5), "taalm": _r(0.3), "heuristic-loss": _r(0.1),
-            "heuristic-entity": _r(0.4)}
-    text = answer_heuristics(rows, "taalm", 20)
+            "heuristic-entity": _r(0.45)}
+    text = answer_heuristics(rows, "taalm", n)
     assert "heuristic-entity" in text and "does better than φ" in text
     rows["heuristic-entity"] = _r(0.1)
-    assert "earns its cost" in answer_heuristics(rows, "taalm", 20)
-    assert "fall short" in answer_unpaired({"paired": _r(0.3), "self": _r(0.1)}, "paired", _r(0.0), 20)
-    assert "did as well" in answer_unpaired({"paired": _r(0.3), "self": _r(0.3)}, "paired", _r(0.0), 20)
-    scaling = [{"variant": "base", "meta_seconds": 10.0, "extra_rss_mb": 100.0, "top_acc": 0.3},
-               {"variant": "depth_2", "meta_seconds": 5.0, "extra_rss_mb": 50.0, "top_acc": 0.3}]
-    assert "lost nothing" in answer_scaling(scaling, "base", 20) and "0.5×" in answer_scaling(scaling, "base", 20)
+    assert "earns its cost" in answer_heuristics(rows, "taalm", n)
+    rows.update({"taalm": _r(0.02), "phi_long": _r(0.3)})
+    both = answer_heuristics(rows, ["taalm", "phi_long"], n)
+    assert "no heuristic matches phi_long" in both and "above taalm" in both
+    tiny = {"finetune": _r(0.0), "oracle": _r(0.4), "taalm": _r(0.03), "heuristic-entity": _r(0.06)}
+    assert "too small to tell" in answer_heuristics(tiny, "taalm", 32)
+    assert "fall short" in answer_unpaired({"paired": _r(0.3), "self": _r(0.1)}, "paired", _r(0.0), n)
+    assert "did as well" in answer_unpaired({"paired": _r(0.3), "self": _r(0.3)}, "paired", _r(0.0), n)
+    scaling = [{"variant": "base", "meta_seconds": 10.0, "peak_mb": 100.0, "phi_trainable": 4, "top_acc": 0.3},
+               {"variant": "depth_2", "meta_seconds": 5.0, "peak_mb": 50.0, "phi_trainable": 2, "top_acc": 0.3},
+               {"variant": "rank_64", "meta_seconds": 20.0, "peak_mb": 100.0, "phi_trainable": 16, "top_acc": 0.6}]
+    text = answer_scaling(scaling, "base", n)
+    assert "lost nothing" in text and "0.5× the peak memory" in text and "Above the base φ: rank_64" in text
+
+
+def test_freeform_and_attention_answers_call_flat_weights_flat():
+    flat = [{"answer_weight": 0.92, "other_weight": 0.91}] * 6 + [{"answer_weight": 0.9, "other_weight": 0.92}] * 2
+    assert "nearly flat" in answer_freeform(flat)
+    sharp = [{"answer_weight": 0.5, "other_weight": 0.1}] * 5 + [{"answer_weight": 0.1, "other_weight": 0.1}]
+    assert "still finds the new fact" in answer_freeform(sharp)
+
+    def shares(answer_w):
+        return {"answer": {"tokens": 0.1, "weight": answer_w}, "other": {"tokens": 0.9, "weight": 1 - answer_w},
+                "relation": {"tokens": 0.001, "weight": 0.01}}
+
+    near = answer_attention({"LAMA": shares(0.105)}, {0: {"LAMA": shares(0.1)}, 4: {"LAMA": shares(0.105)}})
+    assert "close to uniform" in near and "relation" not in near.split(".")[0]  # rare categories skipped
+    far = answer_attention({"LAMA": shares(0.4)}, {0: {"LAMA": shares(0.1)}, 4: {"LAMA": shares(0.4)}})
+    assert "close to uniform" not in far and "over-weights answer tokens most (4.00×" in far
 
 
 def test_markdown_table_formats_floats_and_missing_values():

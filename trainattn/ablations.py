@@ -170,7 +170,7 @@ def _read_cached(path: Path, identity: dict) -> dict | None:
     return saved
 
 
-def _ckl_numbers(result: dict) -> dict:
+def ckl_numbers(result: dict) -> dict:
     m = result["metrics"]["test_chosen"]
     seconds = sum(t["train_s"] + t["eval_s"] for t in result["timings"])
     return {"top_acc": m["top_acc"], "epoch": m["epoch"], "nf_acc": m["nf_acc"],
@@ -261,7 +261,7 @@ def _compute_variant(name, variants, meta_cfg, val_cfg, ckl_cfg, owner, meta_dir
         "val_phi_acc": report["phi"]["accuracy"], "val_phi_nll": report["phi"]["nll"],
         "val_uniform_acc": report["uniform"]["accuracy"], "val_uniform_nll": report["uniform"]["nll"],
         "weight_object": report["weight_object"], "weight_other": report["weight_other"],
-        **_ckl_numbers(result),
+        **ckl_numbers(result),
     }
     write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
     return row
@@ -290,7 +290,7 @@ def run_reference(
             return cached["row"]
         result = run_lama_ckl(config, load_theta(), tokenizer, to_learn, not_to_forget, method,
                               out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
-        row = {"variant": method, **_ckl_numbers(result)}
+        row = {"variant": method, **ckl_numbers(result)}
         write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
         return row
 

@@ -2,8 +2,10 @@
 
 Every sentence is built from the numbers it is given, so the same code words the
 answer of a tiny CI run and of the CPU reference run, whichever way they come out.
-Two accuracies count as different only when they differ by more than ``tol``
-(by default one probe of the TO-LEARN set, 1 / n).
+Two accuracies over n TO-LEARN facts count as different only when they differ by
+more than :func:`accuracy_tolerance`: one probe (1 / n) or two standard errors of
+the difference of two proportions, whichever is larger. So a run too small to
+tell two methods apart says so instead of wording noise as a finding.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ def compare(a: float, b: float, tol: float) -> str:
     if a < b - tol:
         return "below"
     return "level with"
+
+
+def accuracy_tolerance(a: float | None, b: float | None, n: int) -> float:
+    """``max(1/n, 2·sqrt((a(1-a) + b(1-b)) / n))``: below this, accuracies ``a`` and ``b`` are level."""
+    if a is None or b is None:
+        return 1.0 / n
+    return max(1.0 / n, 2.0 * math.sqrt((a * (1 - a) + b * (1 - b)) / n))
+
+
+def _cmp(a, b, n: int) -> str:
+    return compare(a, b, accuracy_tolerance(a, b, n))
 
 
 def _f(x) -> str:
@@ -56,96 +69,129 @@ def _gap_share(row: dict, low: dict, high: dict) -> float | None:
 
 def answer_generalisation(rows: dict[str, dict], n_to_learn: int, held_out: list[str]) -> str:
     """Q1 in words. ``rows``: ``phi_seen`` (φ meta-trained without the held-out relations),
-    ``phi_all`` (all relations, same budget), ``finetune``, ``oracle``; each with top_acc / nf_acc."""
-    tol = 1.0 / n_to_learn
+    ``phi_all`` (all relations, same budget), ``finetune``, ``oracle``; each with top_acc / nf_acc;
+    optionally ``phi_03`` (chapter 03's φ: more meta-examples, all relations)."""
+    n = n_to_learn
     seen, full, ft, oracle = (rows[k] for k in ("phi_seen", "phi_all", "finetune", "oracle"))
     text = (f"On TO-LEARN facts of the held-out relations ({', '.join(held_out)}), TAALM with a φ that never saw "
-            f"them reached Top Acc {_f(seen['top_acc'])}, {compare(seen['top_acc'], full['top_acc'], tol)} "
+            f"them reached Top Acc {_f(seen['top_acc'])}, {_cmp(seen['top_acc'], full['top_acc'], n)} "
             f"the φ meta-trained on all relations ({_f(full['top_acc'])}) and "
-            f"{compare(seen['top_acc'], ft['top_acc'], tol)} plain fine-tuning ({_f(ft['top_acc'])}); "
+            f"{_cmp(seen['top_acc'], ft['top_acc'], n)} plain fine-tuning ({_f(ft['top_acc'])}); "
             f"the oracle reached {_f(oracle['top_acc'])}. ")
     share = _gap_share(seen, ft, oracle)
     if share is not None:
         text += f"That closes {share:.0%} of the gap from fine-tuning to the oracle. "
-    verdict = compare(seen["top_acc"], full["top_acc"], tol)
-    if nothing_learned(rows.values(), tol):
+    verdict = _cmp(seen["top_acc"], full["top_acc"], n)
+    if nothing_learned(rows.values(), 1.0 / n):
         text += EMPTY
-    elif verdict == "level with" and compare(seen["top_acc"], ft["top_acc"], tol) == "above":
+    elif verdict == "level with" and _cmp(seen["top_acc"], ft["top_acc"], n) == "above":
         text += "So in this run φ transfers to relations it was not meta-trained on."
     elif verdict == "below":
         text += ("So in this run φ transfers only partly: part of what it learned is specific to the "
                  "relations it was meta-trained on.")
-    elif compare(seen["top_acc"], ft["top_acc"], tol) != "above":
-        text += ("So in this run neither φ beats fine-tuning by more than one probe: the run is too small "
-                 "(or φ too little trained) to tell whether it generalises.")
+    elif _cmp(seen["top_acc"], ft["top_acc"], n) != "above":
+        text += ("So in this run neither φ beats fine-tuning by more than the noise of "
+                 f"{n} facts: the run is too small (or φ too little trained) to tell whether it generalises.")
     else:
         text += "So in this run φ does no worse on relations it never saw."
+    if "phi_03" in rows and _cmp(rows["phi_03"]["top_acc"], full["top_acc"], n) == "above":
+        text += (f" Chapter 03's φ, meta-trained longer on all relations, reached {_f(rows['phi_03']['top_acc'])} "
+                 "on the same facts: this chapter's meta-training budget is what holds its φs back.")
     return text
 
 
-def answer_freeform(per_doc: list[dict]) -> str:
-    """Free-form documents in words: ``per_doc`` rows with ``answer_weight`` / ``other_weight``."""
-    located = [d for d in per_doc if d["answer_weight"] is not None]
-    above = sum(d["answer_weight"] > d["other_weight"] for d in located)
-    return (f"On {len(located)} free-form documents, φ's mean weight on the fact's tokens was above its mean "
-            f"weight on the other tokens in {above} of them"
-            + (" — it still finds the new fact in prose of another kind." if located and above > len(located) / 2
-               else " — outside LAMA-style text it does not single out the fact." if located else "."))
+def answer_freeform(per_doc: list[dict], margin: float = 1.1) -> str:
+    """Free-form documents in words: ``per_doc`` rows with ``answer_weight`` / ``other_weight``.
+
+    A document counts as "φ finds the fact" when the fact's mean weight is more than
+    ``margin`` times the other tokens'; a mean ratio within [1/margin, margin] is "flat".
+    """
+    located = [d for d in per_doc if d["answer_weight"] is not None and d["other_weight"]]
+    if not located:
+        return "No free-form document had its fact inside the kept tokens."
+    ratios = [d["answer_weight"] / d["other_weight"] for d in located]
+    above = sum(r > margin for r in ratios)
+    mean = sum(ratios) / len(ratios)
+    text = (f"On {len(located)} free-form documents, φ's mean weight on the fact's tokens was more than "
+            f"{margin:g}× its weight on the other tokens in {above} of them (mean ratio {mean:.2f})")
+    if 1 / margin <= mean <= margin and above <= len(located) / 2:
+        return text + " — its weights on this text are nearly flat: too little contrast to say it finds the fact."
+    if above > len(located) / 2:
+        return text + " — it still finds the new fact in prose of another kind."
+    return text + " — outside LAMA-style text it does not single out the fact."
 
 
-def answer_attention(final: dict[str, dict], history: dict[int, dict[str, dict]]) -> str:
-    """Q2 in words: per corpus the most over-weighted category (weight share ÷ token share), and
-    how the answer's and function words' weight share moved over meta-training."""
-    parts = []
+def answer_attention(final: dict[str, dict], history: dict[int, dict[str, dict]],
+                     min_share: float = 0.01, flat: float = 0.1) -> str:
+    """Q2 in words: per corpus the most over- and under-weighted category (weight share ÷ token
+    share, among categories with at least ``min_share`` of the tokens), and how the answer's and
+    function words' weight share moved over meta-training. Lifts all within ``1 ± flat`` are
+    reported as "close to uniform"."""
+    parts, lifts_all = [], []
     for corpus, shares in final.items():
-        lifts = {c: s["weight"] / s["tokens"] for c, s in shares.items() if s["tokens"] > 0}
+        lifts = {c: s["weight"] / s["tokens"] for c, s in shares.items() if s["tokens"] >= min_share}
+        lifts_all += lifts.values()
         top = max(lifts, key=lifts.get)
         low = min(lifts, key=lifts.get)
         parts.append(f"on {corpus} documents φ over-weights {top} tokens most ({lifts[top]:.2f}× their share "
                      f"of tokens) and under-weights {low} tokens most ({lifts[low]:.2f}×)")
     text = "At the end of meta-training, " + "; ".join(parts) + ". "
+    if all(abs(x - 1) <= flat for x in lifts_all):
+        text += (f"Every category's share of φ's weight is within {flat:.0%} of its share of tokens: φ's "
+                 "weights are still close to uniform, so these leanings are small. ")
     steps = sorted(history)
     if len(steps) > 1:
         first, last = history[steps[0]], history[steps[-1]]
         moves = []
         for corpus in last:
             for c in ("answer", "function"):
+                if c not in last[corpus]:
+                    continue
                 a, b = first[corpus][c]["weight"], last[corpus][c]["weight"]
                 moves.append(f"{c} {a:.3f}→{b:.3f} on {corpus}")
         text += f"From step {steps[0]} to step {steps[-1]} the weight shares moved: " + ", ".join(moves) + "."
     return text
 
 
-def answer_heuristics(rows: dict[str, dict], phi_key: str, n_to_learn: int) -> str:
-    """Q3 in words: the best heuristic against φ and the oracle, and against fine-tuning."""
-    tol = 1.0 / n_to_learn
+def answer_heuristics(rows: dict[str, dict], phi_keys: str | list[str], n_to_learn: int) -> str:
+    """Q3 in words: the best heuristic against each meta-learned φ (``phi_keys``), the oracle and
+    fine-tuning; the verdict is against the best φ."""
+    n = n_to_learn
+    phi_keys = [phi_keys] if isinstance(phi_keys, str) else list(phi_keys)
     heuristics = {k: r for k, r in rows.items() if k.startswith("heuristic-") or k == "rho1"}
     best = max(heuristics, key=lambda k: (heuristics[k]["top_acc"], heuristics[k]["nf_acc"] or 0))
-    b, phi, ft = heuristics[best], rows[phi_key], rows["finetune"]
-    text = (f"The best simple score was {best} (Top Acc {_f(b['top_acc'])}, NF Acc {_f(b['nf_acc'])}), "
-            f"{compare(b['top_acc'], phi['top_acc'], tol)} meta-learned φ ({_f(phi['top_acc'])}, NF "
-            f"{_f(phi['nf_acc'])}) and {compare(b['top_acc'], ft['top_acc'], tol)} fine-tuning "
-            f"({_f(ft['top_acc'])}); the oracle reached {_f(rows['oracle']['top_acc'])}. ")
-    if nothing_learned(rows.values(), tol):
+    b, ft = heuristics[best], rows["finetune"]
+    phi_key = max(phi_keys, key=lambda k: rows[k]["top_acc"])
+    phi = rows[phi_key]
+    against = ", ".join(f"{_cmp(b['top_acc'], rows[k]['top_acc'], n)} {k} ({_f(rows[k]['top_acc'])}, NF "
+                        f"{_f(rows[k]['nf_acc'])})" for k in phi_keys)
+    text = (f"The best simple score was {best} (Top Acc {_f(b['top_acc'])}, NF Acc {_f(b['nf_acc'])}): "
+            f"{against}; {_cmp(b['top_acc'], ft['top_acc'], n)} fine-tuning ({_f(ft['top_acc'])}); "
+            f"the oracle reached {_f(rows['oracle']['top_acc'])}. ")
+    verdict = _cmp(b["top_acc"], phi["top_acc"], n)
+    if nothing_learned(rows.values(), 1.0 / n):
         text += EMPTY
-    elif compare(b["top_acc"], phi["top_acc"], tol) == "below":
-        text += "In this run meta-learning earns its cost: no heuristic matches φ."
-    elif compare(b["top_acc"], phi["top_acc"], tol) == "above":
+    elif verdict == "below":
+        text += f"In this run meta-learning earns its cost: no heuristic matches {phi_key}."
+    elif verdict == "above":
         text += "In this run a heuristic does better than φ: the meta-learning is not what makes the gain."
+    elif _cmp(phi["top_acc"], ft["top_acc"], n) != "above":
+        text += (f"In this run neither the heuristics nor φ beat fine-tuning by more than the noise of {n} "
+                 "facts: too small to tell.")
     else:
-        text += "In this run a heuristic does as well as φ (within one probe), so the gain cannot be credited to meta-learning."
+        text += "In this run a heuristic does as well as φ (within the noise), so the gain cannot be credited to meta-learning."
     return text
 
 
 def answer_unpaired(rows: dict[str, dict], paired_key: str, finetune: dict, n_to_learn: int) -> str:
     """Q4 in words: each probe-free strategy against the paired-data φ and fine-tuning."""
-    tol = 1.0 / n_to_learn
+    n = n_to_learn
     paired = rows[paired_key]
-    parts = [f"{k} reached Top Acc {_f(r['top_acc'])}, {compare(r['top_acc'], paired['top_acc'], tol)} the "
-             f"paired-data φ ({_f(paired['top_acc'])}) and {compare(r['top_acc'], finetune['top_acc'], tol)} "
+    parts = [f"{k} reached Top Acc {_f(r['top_acc'])}, {_cmp(r['top_acc'], paired['top_acc'], n)} the "
+             f"paired-data φ ({_f(paired['top_acc'])}) and {_cmp(r['top_acc'], finetune['top_acc'], n)} "
              f"fine-tuning ({_f(finetune['top_acc'])})" for k, r in rows.items() if k != paired_key]
-    good = [k for k, r in rows.items() if k != paired_key and compare(r["top_acc"], paired["top_acc"], tol) != "below"]
-    if nothing_learned([*rows.values(), finetune], tol):
+    good = [k for k, r in rows.items() if k != paired_key and _cmp(r["top_acc"], paired["top_acc"], n) != "below"]
+    if nothing_learned([*rows.values(), finetune], 1.0 / n):
         return "Without hand-written probes: " + "; ".join(parts) + ". " + EMPTY
     tail = (f" So without paired probes, {' and '.join(good)} did as well here." if good
             else " So in this run the hand-written (paired) probes matter: the probe-free φs fall short.")
@@ -153,24 +199,37 @@ def answer_unpaired(rows: dict[str, dict], paired_key: str, finetune: dict, n_to
 
 
 def answer_scaling(rows: list[dict], base: str, n_to_learn: int) -> str:
-    """Q5 in words: time and memory against Top Acc, relative to the ``base`` φ."""
-    tol = 1.0 / n_to_learn
+    """Q5 in words: trainable parameters, time and peak memory against Top Acc, relative to ``base``.
+
+    Memory is ``peak_mb`` (CUDA peak where measured, else extra RSS). Wall-clock times are
+    comparable only when the runs had the machine to themselves.
+    """
+    n = n_to_learn
     ref = next(r for r in rows if r["variant"] == base)
+
+    def times(key, r):
+        a, b = r.get(key), ref.get(key)
+        return None if a is None or not b else a / b
+
     parts = []
     for r in rows:
         if r["variant"] == base:
             continue
-        t = r["meta_seconds"] / ref["meta_seconds"] if ref["meta_seconds"] else math.nan
-        mem = ("" if r.get("extra_rss_mb") is None or not ref.get("extra_rss_mb") else
-               f", {r['extra_rss_mb'] / ref['extra_rss_mb']:.1f}× the peak memory")
-        parts.append(f"{r['variant']} took {t:.1f}× the meta-training time{mem} and reached Top Acc "
-                     f"{_f(r['top_acc'])}, {compare(r['top_acc'], ref['top_acc'], tol)} the base φ ({_f(ref['top_acc'])})")
+        costs = [f"{x:.1f}× {what}" for what, x in (
+            ("the trainable φ parameters", times("phi_trainable", r)),
+            ("the meta-training time", times("meta_seconds", r)),
+            ("the peak memory", times("peak_mb", r))) if x is not None]
+        parts.append(f"{r['variant']} ({', '.join(costs)}) reached Top Acc "
+                     f"{_f(r['top_acc'])}, {_cmp(r['top_acc'], ref['top_acc'], n)} the base φ ({_f(ref['top_acc'])})")
     cheaper = [r["variant"] for r in rows if r["variant"] != base and r["meta_seconds"] < ref["meta_seconds"]
-               and compare(r["top_acc"], ref["top_acc"], tol) != "below"]
-    if nothing_learned(rows, tol):
+               and _cmp(r["top_acc"], ref["top_acc"], n) != "below"]
+    better = [r["variant"] for r in rows if r["variant"] != base and _cmp(r["top_acc"], ref["top_acc"], n) == "above"]
+    if nothing_learned(rows, 1.0 / n):
         return "; ".join(parts) + ". No φ taught θ anything measurable here, so only the costs can be compared."
     tail = (f" A cheaper φ ({', '.join(cheaper)}) lost nothing measurable here." if cheaper
             else " No cheaper φ matched the base one here.")
+    if better:
+        tail += f" Above the base φ: {', '.join(better)}."
     return "; ".join(parts) + "." + tail
 
 

@@ -8,7 +8,9 @@
 * :func:`corpus_documents` / :func:`phi_shares` / :func:`staged_shares` — the share of
   φ's weight per token category (:mod:`trainattn.token_categories`) on a corpus, and
   how it moves during meta-training;
-* :class:`PeakMemory` / :func:`measured` — peak memory and time of a run.
+* :class:`PeakMemory` / :func:`measured` — peak memory and time of a run;
+* :class:`OpenQuestionRuns` — the chapter's fresh θs, φs and resumable TAALM runs on one
+  loaded base model.
 
 The runs themselves reuse :func:`trainattn.ablations.run_variant` (meta-train, validate,
 TAALM) and :func:`trainattn.grid.run_lama_ckl_grid` (φ-free methods).
@@ -16,6 +18,7 @@ TAALM) and :func:`trainattn.grid.run_lama_ckl_grid` (φ-free methods).
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections import Counter
@@ -24,9 +27,12 @@ from pathlib import Path
 
 import torch
 
+from .ablations import Variant, run_variant
+from .config import CKLConfig, MetaConfig, PhiConfig
 from .locks import run_lock
-from .meta import MetaExample, examples_from_rows
-from .meta_train import meta_train
+from .meta import MetaExample, MetaLearner, examples_from_rows
+from .meta_train import load_phi_tensors, meta_train
+from .models import TrainAttention, add_lora
 from .results import read_json, write_json_atomic
 from .spans import encode_with_objects
 from .token_categories import FUNCTION_WORDS, category_shares, mean_shares, target_categories
@@ -288,3 +294,69 @@ def measured(folder, run):
                      "seconds": peak.seconds}
         write_json_atomic(path, resources)
         return out, resources
+
+
+# ---------------------------------------------------------------- the runs
+
+
+class OpenQuestionRuns:
+    """The chapter's runs on one loaded base model (θ's backbone and φ's).
+
+    ``base_model`` stays untouched: every run gets a deep copy (:meth:`load_theta`)
+    and every φ copies the layers it keeps (:meth:`make_phi`). TAALM runs go to
+    ``<run_dir>/<group>/<name>/`` through :func:`trainattn.ablations.run_variant`
+    (resumable, locked per run) and are measured with :func:`measured`.
+    """
+
+    def __init__(self, base_model, tokenizer, base_meta: MetaConfig, base_ckl: CKLConfig,
+                 data: GeneralisationData, run_dir, device="cpu"):
+        self.base_model, self.tokenizer = base_model, tokenizer
+        self.base_meta, self.base_ckl, self.data = base_meta, base_ckl, data
+        self.run_dir, self.device = Path(run_dir), device
+
+    def load_theta(self):
+        """A fresh θ (no adapters) for one run."""
+        return copy.deepcopy(self.base_model)
+
+    def make_phi(self, cfg: PhiConfig, phi_seed: int) -> TrainAttention:
+        """An untrained φ on the same backbone (its first ``cfg.num_layers`` layers)."""
+        return TrainAttention(self.base_model, cfg.num_layers, cfg.lora_rank, cfg.lora_alpha,
+                              bias_init=cfg.bias_init, seed=phi_seed).to(self.device)
+
+    def trained_phi(self, cfg: PhiConfig, meta_dir) -> TrainAttention:
+        """φ as a finished meta-training run in ``meta_dir`` left it (eval mode)."""
+        phi = self.make_phi(cfg, self.base_meta.seed)
+        load_phi_tensors(phi, Path(meta_dir) / "checkpoint" / "phi.safetensors")
+        return phi.eval()
+
+    def taalm_run(self, group: str, train: list[MetaExample], name: str = "base",
+                  variants: dict[str, Variant] | None = None, measure: bool = True):
+        """Meta-train φ on ``train``, validate it, run TAALM on the held-out TO-LEARN facts.
+
+        Returns ``(row, resources)`` with ``measure``, else the row (see :func:`run_variant`).
+        """
+        variants = variants or {"base": Variant("paired data, base settings")}
+        folder = self.run_dir / group
+
+        def run():
+            return run_variant(name, self.base_meta, self.base_ckl, run_dir=folder, tokenizer=self.tokenizer,
+                               load_theta=self.load_theta, make_phi=self.make_phi, train=train,
+                               val=self.data.val, to_learn=self.data.to_learn,
+                               not_to_forget=self.data.not_to_forget, variants=variants)
+
+        return measured(folder / name, run) if measure else run()
+
+    def staged_then_taalm(self, stages: list[int], corpora: dict[str, list[dict]], max_length: int | None):
+        """φ on all relations, meta-trained in ``stages`` (weight shares measured at each), then used.
+
+        Returns ``(shares by stage, TAALM row)``; the meta-training folder is the one
+        ``taalm_run("paired_all", ...)`` resumes, so the TAALM run finds φ finished.
+        """
+        t = self.base_meta.theta
+        learner = MetaLearner(self.base_meta, add_lora(self.load_theta(), t.lora_rank, t.lora_alpha,
+                                                       t.lora_dropout, seed=self.base_meta.seed),
+                              self.make_phi(self.base_meta.phi, self.base_meta.seed), self.tokenizer)
+        shares = staged_shares(self.base_meta, learner, self.data.train_all,
+                               self.run_dir / "paired_all" / "base" / "meta", stages, corpora, max_length)
+        del learner
+        return shares, self.taalm_run("paired_all", self.data.train_all, measure=False)
