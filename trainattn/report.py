@@ -199,3 +199,40 @@ def tuning_rows(folder) -> list[list]:
             "–" if weights is None else f"{weights['weight_object']:.4f} / {weights['weight_other']:.4f}",
         ])
     return rows
+
+
+DEVICE_CHECK_HEADER = ["method", "run A", "run B", "epochs that agree (of {n})", "Top Acc A / B", "Epoch A / B",
+                       "NF Acc A / B", "train loss, epoch 1, A − B"]
+
+
+def curves_agree_until(a: dict, b: dict) -> int:
+    """The number of evaluations (epoch 0 first) whose TO-LEARN and NOT-TO-FORGET accuracies are equal
+    in two runs' result dicts, counted from the start up to the first that differs."""
+    n = 0
+    curves = [r["curves"][s]["acc"] for r in (a, b) for s in ("to_learn", "not_to_forget")]
+    for learn_a, forget_a, learn_b, forget_b in zip(*curves, strict=False):
+        if learn_a != learn_b or forget_a != forget_b:
+            break
+        n += 1
+    return n
+
+
+def device_check_rows(folder_a, folder_b) -> tuple[list[str], list[list]]:
+    """Runs of the same config and seed on two machines (``<folder>/<method>.json`` in both):
+    ``(header, rows)`` saying how long their curves stay identical and where they end up."""
+    rows, total = [], 0
+    for path_a in sorted(Path(folder_a).glob("*.json")):
+        path_b = Path(folder_b) / path_a.name
+        if not path_b.is_file():
+            continue
+        a, b = read_json(path_a), read_json(path_b)
+        if a["config"] != b["config"]:
+            raise ValueError(f"{path_a} and {path_b}: different configs, not a device check")
+        ma, mb = a["metrics"]["test_chosen"], b["metrics"]["test_chosen"]
+        total = len(a["curves"]["to_learn"]["acc"])
+        rows.append([a["method"], a["versions"].get("hardware", "not recorded"), b["versions"].get("hardware", "not recorded"),
+                     curves_agree_until(a, b), f"{ma['top_acc']:.3f} / {mb['top_acc']:.3f}",
+                     f"{ma['epoch']} / {mb['epoch']}", f"{ma['nf_acc']:.3f} / {mb['nf_acc']:.3f}",
+                     f"{a['curves']['train_loss'][1] - b['curves']['train_loss'][1]:.1e}"])
+    header = [h.format(n=total) for h in DEVICE_CHECK_HEADER]
+    return header, rows

@@ -1,0 +1,29 @@
+"""The device check of the reproduction report: two runs of one config and seed compared."""
+
+import pytest
+
+from trainattn.report import curves_agree_until, device_check_rows
+from trainattn.results import write_json_atomic
+
+
+def _run(to_learn, nf, loss1, hardware, top=0.3):
+    return {"method": "taalm", "config": {"seed": 0}, "versions": {"hardware": hardware},
+            "curves": {"to_learn": {"acc": to_learn}, "not_to_forget": {"acc": nf}, "train_loss": [None, loss1]},
+            "metrics": {"test_chosen": {"top_acc": top, "epoch": 1, "nf_acc": nf[1], "total_knowledge": top + nf[1]}}}
+
+
+def test_device_check_counts_the_epochs_whose_accuracies_agree(tmp_path):
+    a = _run([0.0, 0.2, 0.3, 0.4], [1.0, 0.8, 0.7, 0.6], 2.5, "cpu (2 cores)")
+    b = _run([0.0, 0.2, 0.3, 0.35], [1.0, 0.8, 0.7, 0.6], 2.25, "NVIDIA H200")
+    assert curves_agree_until(a, b) == 3 and curves_agree_until(a, a) == 4
+    c = _run([0.0, 0.2], [1.0, 0.9], 2.5, "x")
+    assert curves_agree_until(a, c) == 1  # NOT-TO-FORGET differs at epoch 1
+    write_json_atomic(tmp_path / "a" / "taalm.json", a)
+    write_json_atomic(tmp_path / "b" / "taalm.json", b)
+    header, rows = device_check_rows(tmp_path / "a", tmp_path / "b")
+    assert header[3] == "epochs that agree (of 4)"
+    assert rows == [["taalm", "cpu (2 cores)", "NVIDIA H200", 3, "0.300 / 0.300", "1 / 1", "0.800 / 0.800", "2.5e-01"]]
+    b["config"] = {"seed": 1}
+    write_json_atomic(tmp_path / "b" / "taalm.json", b)
+    with pytest.raises(ValueError, match="different configs"):
+        device_check_rows(tmp_path / "a", tmp_path / "b")
