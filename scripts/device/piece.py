@@ -47,25 +47,25 @@ if piece.startswith("reference:"):
     code = f"""
 use_phi = {m!r} == "taalm"
 run_lama_ckl_grid(base_ckl, [{m!r}], [seed], data.to_learn, data.not_to_forget, run_dir / "reference",
-                  load_model=lambda: (load_theta(), tokenizer), phi_run=phi_run if use_phi else None,
+                  load_model=lambda: (runs.load_theta(), tokenizer), phi_run=phi_run if use_phi else None,
                   load_phi=lambda path: load_trained_phi(path, tokenizer).to(device), progress=False)
 """
 elif piece == "paired_seen":
-    code = 'print(taalm_run("paired_seen", data.train_seen))'
+    code = 'print(runs.taalm_run("paired_seen", data.train_seen))'
 elif piece == "self_probe":
     code = """generated = self_probe_examples(data.train_seen, tokenizer, max_length)
-print(taalm_run("self_probe", generated))"""
+print(runs.taalm_run("self_probe", generated))"""
 elif piece.startswith("document_"):
     objective = piece.removeprefix("document_")
     code = f"""objective = {objective!r}
 table = {{objective: Variant(f"document as its own probe, objective {{objective}}", meta={{"objective": objective}})}}
-print(taalm_run({piece!r}, document_probe_examples(data.train_seen, tokenizer, max_length), objective, table))"""
+print(runs.taalm_run({piece!r}, document_probe_examples(data.train_seen, tokenizer, max_length), objective, table))"""
 elif piece.startswith("scaling:"):
     name = piece.split(":", 1)[1]
     src = "".join(cells[20]["source"])
     table_code = src[: src.index("n_layers =")]
     assert "table" in table_code and "taalm_run" not in table_code, table_code
-    code = table_code + f'\nprint(taalm_run("paired_all", data.train_all, {name!r}, table))'
+    code = table_code + f'\nprint(runs.taalm_run("paired_all", data.train_all, {name!r}, table))'
 else:
     raise SystemExit(f"unknown piece {piece}")
 exec(compile(code, f"piece {piece}", "exec"), ns)
