@@ -312,11 +312,13 @@ def test_answers_change_with_the_numbers():
     assert "too small to tell" in answer_heuristics(tiny, "taalm", 32)
     assert "fall short" in answer_unpaired({"paired": _r(0.3), "self": _r(0.1)}, "paired", _r(0.0), n)
     assert "did as well" in answer_unpaired({"paired": _r(0.3), "self": _r(0.3)}, "paired", _r(0.0), n)
+    stuck = answer_unpaired({"paired": _r(0.0), "self": _r(0.0)}, "paired", _r(0.0), 32, oracle=_r(0.4))
+    assert "too little trained" in stuck and "oracle included" not in stuck
     scaling = [{"variant": "base", "meta_seconds": 10.0, "peak_mb": 100.0, "phi_trainable": 4, "top_acc": 0.3},
                {"variant": "depth_2", "meta_seconds": 5.0, "peak_mb": 50.0, "phi_trainable": 2, "top_acc": 0.3},
                {"variant": "rank_64", "meta_seconds": 20.0, "peak_mb": 100.0, "phi_trainable": 16, "top_acc": 0.6}]
     text = answer_scaling(scaling, "base", n)
-    assert "lost nothing" in text and "0.5× the peak memory" in text and "Above the base φ: rank_64" in text
+    assert "fewer trainable parameters (depth_2) lost nothing" in text and "0.5× the peak memory" in text and "Above the base φ: rank_64" in text
 
 
 def test_freeform_and_attention_answers_call_flat_weights_flat():

@@ -58,7 +58,7 @@ def nothing_learned(rows, tol: float) -> bool:
 
 
 EMPTY = ("In this run no method, the oracle included, learned more than one probe's worth of the "
-         "TO-LEARN facts, so the comparison is empty: the run is too small to answer; see the `cpu` profile's numbers.")
+         "TO-LEARN facts, so the comparison is empty: the run is too small to answer.")
 
 
 def _gap_share(row: dict, low: dict, high: dict) -> float | None:
@@ -183,7 +183,8 @@ def answer_heuristics(rows: dict[str, dict], phi_keys: str | list[str], n_to_lea
     return text
 
 
-def answer_unpaired(rows: dict[str, dict], paired_key: str, finetune: dict, n_to_learn: int) -> str:
+def answer_unpaired(rows: dict[str, dict], paired_key: str, finetune: dict, n_to_learn: int,
+                    oracle: dict | None = None) -> str:
     """Q4 in words: each probe-free strategy against the paired-data φ and fine-tuning."""
     n = n_to_learn
     paired = rows[paired_key]
@@ -191,15 +192,22 @@ def answer_unpaired(rows: dict[str, dict], paired_key: str, finetune: dict, n_to
              f"paired-data φ ({_f(paired['top_acc'])}) and {_cmp(r['top_acc'], finetune['top_acc'], n)} "
              f"fine-tuning ({_f(finetune['top_acc'])})" for k, r in rows.items() if k != paired_key]
     good = [k for k, r in rows.items() if k != paired_key and _cmp(r["top_acc"], paired["top_acc"], n) != "below"]
+    head = "Without hand-written probes: " + "; ".join(parts) + "."
     if nothing_learned([*rows.values(), finetune], 1.0 / n):
-        return "Without hand-written probes: " + "; ".join(parts) + ". " + EMPTY
+        if oracle is not None and not nothing_learned([oracle], 1.0 / n):
+            return (head + f" None of these φs, paired or not, took TAALM past one probe's worth of facts while the oracle "
+                    f"reached {_f(oracle['top_acc'])}: at this meta-training budget φ is too little trained "
+                    "to tell the strategies apart.")
+        return head + " " + EMPTY
     tail = (f" So without paired probes, {' and '.join(good)} did as well here." if good
             else " So in this run the hand-written (paired) probes matter: the probe-free φs fall short.")
-    return "Without hand-written probes: " + "; ".join(parts) + "." + tail
+    return head + tail
 
 
 def answer_scaling(rows: list[dict], base: str, n_to_learn: int) -> str:
     """Q5 in words: trainable parameters, time and peak memory against Top Acc, relative to ``base``.
+
+    "Cheaper" means fewer trainable φ parameters where every row has them, else less time.
 
     Memory is ``peak_mb`` (CUDA peak where measured, else extra RSS). Wall-clock times are
     comparable only when the runs had the machine to themselves.
@@ -221,13 +229,15 @@ def answer_scaling(rows: list[dict], base: str, n_to_learn: int) -> str:
             ("the peak memory", times("peak_mb", r))) if x is not None]
         parts.append(f"{r['variant']} ({', '.join(costs)}) reached Top Acc "
                      f"{_f(r['top_acc'])}, {_cmp(r['top_acc'], ref['top_acc'], n)} the base φ ({_f(ref['top_acc'])})")
-    cheaper = [r["variant"] for r in rows if r["variant"] != base and r["meta_seconds"] < ref["meta_seconds"]
+    cost = "phi_trainable" if all(r.get("phi_trainable") for r in rows) else "meta_seconds"
+    cheaper = [r["variant"] for r in rows if r["variant"] != base and r[cost] < ref[cost]
                and _cmp(r["top_acc"], ref["top_acc"], n) != "below"]
     better = [r["variant"] for r in rows if r["variant"] != base and _cmp(r["top_acc"], ref["top_acc"], n) == "above"]
     if nothing_learned(rows, 1.0 / n):
         return "; ".join(parts) + ". No φ taught θ anything measurable here, so only the costs can be compared."
-    tail = (f" A cheaper φ ({', '.join(cheaper)}) lost nothing measurable here." if cheaper
-            else " No cheaper φ matched the base one here.")
+    what = "fewer trainable parameters" if cost == "phi_trainable" else "less meta-training time"
+    tail = (f" A φ with {what} ({', '.join(cheaper)}) lost nothing measurable here." if cheaper
+            else f" No φ with {what} matched the base one here.")
     if better:
         tail += f" Above the base φ: {', '.join(better)}."
     return "; ".join(parts) + "." + tail
