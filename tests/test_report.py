@@ -27,3 +27,18 @@ def test_device_check_counts_the_epochs_whose_accuracies_agree(tmp_path):
     write_json_atomic(tmp_path / "b" / "taalm.json", b)
     with pytest.raises(ValueError, match="different configs"):
         device_check_rows(tmp_path / "a", tmp_path / "b")
+
+
+def test_ratio_rows_compare_each_method_with_finetune_on_both_sides():
+    from trainattn.report import ratio_rows
+
+    def s(top, total):
+        return {"top_acc_mean": top, "total_knowledge_mean": total}
+
+    summary = {"finetune": s(0.05, 0.8), "taalm": s(0.35, 1.3), "rho1": s(0.04, 0.6), "oracle": s(0.36, 1.0)}
+    rows = {r[0]: r for r in ratio_rows(summary, ["taalm", "rho1", "oracle", "recadam"])}
+    assert set(rows) == {"taalm", "rho1", "oracle"}  # recadam has no runs
+    assert rows["taalm"][1] == pytest.approx(7.0) and rows["taalm"][2] == pytest.approx(0.429 / 0.115)
+    assert rows["taalm"][5] == "yes" and rows["rho1"][5] == "**no**"  # the paper: RHO-1 above finetune
+    assert rows["oracle"][2] is None and rows["oracle"][5] == "–"  # no paper number for the oracle
+    assert ratio_rows({"taalm": s(0.3, 1.0)}, ["taalm"]) == []

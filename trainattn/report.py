@@ -236,3 +236,35 @@ def device_check_rows(folder_a, folder_b) -> tuple[list[str], list[list]]:
                      f"{a['curves']['train_loss'][1] - b['curves']['train_loss'][1]:.1e}"])
     header = [h.format(n=total) for h in DEVICE_CHECK_HEADER]
     return header, rows
+
+
+RATIO_HEADER = ["method", "Top Acc ÷ finetune (ours)", "(paper)", "Total ÷ finetune (ours)", "(paper)",
+                "Top Acc on the paper's side of finetune"]
+
+
+def ratio_rows(summary: dict[str, dict], methods: list[str]) -> list[list]:
+    """Each method against fine-tuning, ours (seed means) and the paper's: the scale-free comparison.
+
+    The last column says whether our Top Acc ratio lies on the same side of 1 as the paper's
+    (both above or both below fine-tuning); ``–`` where the paper has no number.
+    """
+    from .grid import ratio
+    from .methods import canonical_method_name
+    from .paper import paper_row
+
+    base, paper_base = summary.get("finetune"), paper_row("finetune")
+    if base is None:
+        return []
+    rows = []
+    for method in methods:
+        s, p = summary.get(canonical_method_name(method)), paper_row(method)
+        if s is None:
+            continue
+        ours_top, ours_total = ratio(s["top_acc_mean"], base["top_acc_mean"]), ratio(
+            s["total_knowledge_mean"], base["total_knowledge_mean"])
+        paper_top = ratio(p[0], paper_base[0]) if p else None
+        paper_total = ratio(p[3], paper_base[3]) if p else None
+        unknown = paper_top is None or math.isnan(ours_top)
+        same = "–" if unknown else "yes" if (ours_top > 1) == (paper_top > 1) else "**no**"
+        rows.append([method, ours_top, paper_top, ours_total, paper_total, same])
+    return rows
