@@ -102,8 +102,9 @@ def test_run_writes_a_complete_result(tokenizer, tmp_path, monkeypatch):
     cfg = config("finetune+mixreview", review_pool="paper")
     result, _ = run(tokenizer, cfg, tmp_path)
     monkeypatch.setattr(ckl, "train_epoch", None)  # a finished run is not trained again
+    monkeypatch.setattr(ckl, "versions", lambda: {"hardware": "another machine"})
     again, _ = run(tokenizer, cfg, tmp_path)
-    assert again == result
+    assert again == result  # versions included: they name the machine that trained it
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved == json.loads(json.dumps(result))
     assert saved["method"] == "finetune+mixreview" and saved["labels"] == {"review_pool": "paper", "review_pool_size": 2}

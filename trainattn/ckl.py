@@ -285,6 +285,7 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
         t1 = time.perf_counter()
         scores = evaluate_theta(theta, tokenizer, config, to_learn_rows, not_to_forget_rows, val_idx, progress)
         state["epoch"] = epoch
+        state["versions"] = versions()  # who trained the latest epoch: a resumed, finished run keeps it
         _append(state, scores, loss, {"epoch": epoch, "train_s": t1 - t0, "eval_s": time.perf_counter() - t1})
         if ckpt and main:
             _save_checkpoint(ckpt, identity, state, theta, optimizer, method)
@@ -345,7 +346,7 @@ def _result(config, method, state, context, val_idx) -> dict:
         "labels": dict(method.labels),
         "config": to_dict(config),
         "seed": config.seed,
-        "versions": versions(),
+        "versions": state.get("versions") or versions(),
         "sizes": {"to_learn": len(context.to_learn_rows), "not_to_forget": len(context.not_to_forget_rows),
                   "val": len(val_idx), "updates": context.total_updates},
         "val_indices": val_idx,
@@ -408,4 +409,4 @@ def _load_checkpoint(ckpt: Path, identity, theta, optimizer, method) -> dict | N
             p.copy_(tensors[n])
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
     method.load_state_dict(saved["method_state"])
-    return {k: saved[k] for k in ("epoch", "curves", "timings")}
+    return {k: saved[k] for k in ("epoch", "curves", "timings", "versions") if k in saved}
