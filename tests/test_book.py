@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from trainattn.book import (
+    COMPANION_RESULTS,
     BookCheckError,
     band_for,
     check_profile,
@@ -241,8 +242,12 @@ def test_committed_tolerances_and_references_are_valid():
         if tol.is_file():
             data = yaml.safe_load(tol.read_text())
             assert isinstance(data, dict) and "default" in data
+        stems = {p.stem for p in NOTEBOOKS}
         for ref in folder.glob("*.json"):
-            assert ref.stem in {p.stem for p in NOTEBOOKS}, f"{ref} names no notebook"
+            owner = COMPANION_RESULTS.get(ref.stem, ref.stem)
+            assert owner in stems, f"{ref} names no notebook"
+            if ref.stem in COMPANION_RESULTS:  # written by its notebook beside that notebook's results
+                assert (folder / f"{owner}.json").is_file(), f"{ref} without {owner}.json"
 
 
 def test_toc_names_the_executed_notebooks():

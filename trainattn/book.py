@@ -52,6 +52,8 @@ NOTEBOOKS_DIR = Path("notebooks")
 DEFAULT_BUILD_DIR = Path("book") / "executed"  # Jupyter Book always skips `_build/`
 DEFAULT_RESULTS_DIR = Path("results")
 RUNNER_PARAMETERS = ("profile", "results_path")
+# files a notebook writes beside its results file (committed for the cpu reference, not compared)
+COMPANION_RESULTS = {"lama_ckl_summary": "04_lama_ckl", "open_questions": "07_open_questions"}
 _RESERVED = ("default", "ignore")
 
 
