@@ -219,52 +219,44 @@ def run_variant(
         cached = _read_cached(folder / "row.json", identity)
         if cached is not None:
             return cached["row"]
-        return _compute_variant(name, variants, meta_cfg, val_cfg, ckl_cfg, owner, meta_dir, folder, identity,
-                                tokenizer=tokenizer, load_theta=load_theta, make_phi=make_phi, train=train,
-                                val=val, to_learn=to_learn, not_to_forget=not_to_forget,
-                                review_rows=review_rows, progress=progress)
 
+        theta = add_lora(load_theta(), meta_cfg.theta.lora_rank, meta_cfg.theta.lora_alpha,
+                         meta_cfg.theta.lora_dropout, seed=meta_cfg.seed)
+        device = next(theta.parameters()).device
+        phi = make_phi(meta_cfg.phi, meta_cfg.seed).to(device)
+        learner = MetaLearner(meta_cfg, theta, phi, tokenizer)
+        with run_lock(meta_dir):  # variants sharing this φ (meta_owner) may run in other processes
+            meta = meta_train(meta_cfg, learner, train, None, out_dir=meta_dir, progress=progress)
+        if not meta["finished"]:
+            raise RuntimeError(f"{meta_dir}: meta-training stopped at step {meta['step']}")
 
-def _compute_variant(name, variants, meta_cfg, val_cfg, ckl_cfg, owner, meta_dir, folder, identity, *,
-                     tokenizer, load_theta, make_phi, train, val, to_learn, not_to_forget, review_rows,
-                     progress) -> dict:
-    theta = add_lora(load_theta(), meta_cfg.theta.lora_rank, meta_cfg.theta.lora_alpha,
-                     meta_cfg.theta.lora_dropout, seed=meta_cfg.seed)
-    device = next(theta.parameters()).device
-    phi = make_phi(meta_cfg.phi, meta_cfg.seed).to(device)
-    learner = MetaLearner(meta_cfg, theta, phi, tokenizer)
-    with run_lock(meta_dir):  # variants sharing this φ (meta_owner) may run in other processes
-        meta = meta_train(meta_cfg, learner, train, None, out_dir=meta_dir, progress=progress)
-    if not meta["finished"]:
-        raise RuntimeError(f"{meta_dir}: meta-training stopped at step {meta['step']}")
+        validation_id = {k: identity[k] for k in ("validation", "data_sha256")}
+        saved = _read_cached(folder / "validation.json", validation_id)
+        if saved is None:
+            learner.config = val_cfg  # the same θ₀ and φ; only the validation settings differ
+            report = validate(learner, val)
+            write_json_atomic(folder / "validation.json", {"identity": validation_id, "validation": report})
+        else:
+            report = saved["validation"]
+        del theta, learner
 
-    validation_id = {k: identity[k] for k in ("validation", "data_sha256")}
-    saved = _read_cached(folder / "validation.json", validation_id)
-    if saved is None:
-        learner.config = val_cfg  # the same θ₀ and φ; only the validation settings differ
-        report = validate(learner, val)
-        write_json_atomic(folder / "validation.json", {"identity": validation_id, "validation": report})
-    else:
-        report = saved["validation"]
-    del theta, learner
-
-    method = make_method("taalm", phi=phi)
-    result = run_lama_ckl(ckl_cfg, load_theta(), tokenizer, to_learn, not_to_forget, method,
-                          out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
-    history = meta["history"]
-    row = {
-        "variant": name, "description": variants[name].description, "phi_from": owner,
-        "overrides": {k: dict(getattr(variants[name], k)) for k in ("meta", "phi", "ckl")},
-        "meta_seconds": meta["seconds"], "meta_steps": meta["step"],
-        "phi_grad_norm": statistics.fmean(h["phi_grad_norm"] for h in history),
-        "outer_loss_first": history[0]["outer_loss"], "outer_loss_last": history[-1]["outer_loss"],
-        "val_phi_acc": report["phi"]["accuracy"], "val_phi_nll": report["phi"]["nll"],
-        "val_uniform_acc": report["uniform"]["accuracy"], "val_uniform_nll": report["uniform"]["nll"],
-        "weight_object": report["weight_object"], "weight_other": report["weight_other"],
-        **ckl_numbers(result),
-    }
-    write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
-    return row
+        method = make_method("taalm", phi=phi)
+        result = run_lama_ckl(ckl_cfg, load_theta(), tokenizer, to_learn, not_to_forget, method,
+                              out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
+        history = meta["history"]
+        row = {
+            "variant": name, "description": variants[name].description, "phi_from": owner,
+            "overrides": {k: dict(getattr(variants[name], k)) for k in ("meta", "phi", "ckl")},
+            "meta_seconds": meta["seconds"], "meta_steps": meta["step"],
+            "phi_grad_norm": statistics.fmean(h["phi_grad_norm"] for h in history),
+            "outer_loss_first": history[0]["outer_loss"], "outer_loss_last": history[-1]["outer_loss"],
+            "val_phi_acc": report["phi"]["accuracy"], "val_phi_nll": report["phi"]["nll"],
+            "val_uniform_acc": report["uniform"]["accuracy"], "val_uniform_nll": report["uniform"]["nll"],
+            "weight_object": report["weight_object"], "weight_other": report["weight_other"],
+            **ckl_numbers(result),
+        }
+        write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
+        return row
 
 
 def run_reference(

@@ -25,13 +25,16 @@ LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
-def run_lock(folder: str | Path, name: str = LOCK_NAME) -> Iterator[Path]:
-    """Hold an exclusive lock on ``<folder>/<name>`` (the folder is created); yields the folder."""
+def run_lock(folder: str | Path | None, name: str = LOCK_NAME) -> Iterator[Path | None]:
+    """Hold an exclusive lock on ``<folder>/<name>`` (the folder is created); yields the folder.
+
+    ``folder=None`` (a run that writes nothing) locks nothing.
+    """
+    if folder is None or fcntl is None:  # nothing shared, or Windows
+        yield None if folder is None else Path(folder)
+        return
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:  # pragma: no cover - Windows
-        yield folder
-        return
     with open(folder / name, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

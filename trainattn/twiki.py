@@ -210,10 +210,6 @@ def run_temporalwiki(config: CKLConfig, model, tokenizer, periods=("0910", "1011
     With ``out_dir``, a checkpoint is written after every period and a rerun with the same
     config and data continues after the last finished period.
     """
-    if out_dir is None:
-        return _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, probes_by_period,
-                                 method, out_dir, max_probes, source_label, progress, data_dir, diffset_dir,
-                                 review_documents)
     with run_lock(out_dir):  # another process running this folder: wait, then resume its finished state
         return _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, probes_by_period,
                                  method, out_dir, max_probes, source_label, progress, data_dir, diffset_dir,
