@@ -2,8 +2,8 @@
 
 * step ratio: one ``taalm`` training step (φ = the first 6 layers, frozen,
   gives the token weights) over one ``finetune`` step, same θ, same batch of
-  LAMA-CKL evidence documents, through :func:`trainattn.ckl.train_step`;
-* probes per second: :func:`trainattn.evaluate.score_probes` on descriptive
+  LAMA-CKL evidence documents, through :func:`trainattn.protocols.lama_ckl.train_step`;
+* probes per second: :func:`trainattn.core.evaluate.score_probes` on descriptive
   LAMA-CKL probes.
 
     python benchmarks/bench_ckl.py [--model smollm2-135m] [--batch-size 8] [--repeats 5]
@@ -21,12 +21,13 @@ import time
 def main() -> None:
     import torch
 
-    from trainattn.ckl import make_train_batch, train_step
     from trainattn.config import CKLConfig, ThetaConfig
+    from trainattn.core.evaluate import score_probes
+    from trainattn.core.lora import add_lora, trainable_tensors
     from trainattn.data import load_lama_ckl, probe_text
-    from trainattn.evaluate import score_probes
+    from trainattn.lm import build_phi, load_lm
     from trainattn.methods import RunContext, make_method
-    from trainattn.models import add_lora, build_phi, load_lm, trainable_tensors
+    from trainattn.protocols.lama_ckl import make_train_batch, train_step
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")

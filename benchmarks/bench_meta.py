@@ -71,10 +71,11 @@ def measure(kind: str, model: str, repeats: int, max_length: int, phi_layers: in
     import torch
 
     from trainattn.config import MetaConfig, PhiConfig, ThetaConfig
+    from trainattn.core.lora import add_lora, trainable_tensors
+    from trainattn.core.losses import per_token_nll, token_weighted_loss
+    from trainattn.core.meta import MetaLearner, examples_from_rows
     from trainattn.data import load_lama_ckl
-    from trainattn.losses import per_token_nll, token_weighted_loss
-    from trainattn.meta import MetaLearner, examples_from_rows
-    from trainattn.models import add_lora, build_phi, load_lm, trainable_tensors
+    from trainattn.lm import build_phi, load_lm
 
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -10,7 +10,7 @@ on CPU use ``torchrun``: ``Accelerator()`` reads its environment and uses gloo.)
 
 Builds the tiny tokenizer, a tiny float64 Llama (fixed seed) and a handful of
 handcrafted LAMA-CKL-like rows (evidence containing the object; descriptive
-probes), runs :func:`trainattn.ckl.run_lama_ckl` with an ``Accelerator()`` and
+probes), runs :func:`trainattn.protocols.lama_ckl.run_lama_ckl` with an ``Accelerator()`` and
 prints the path of ``DIR/result.json``. With ``--save-tensors`` every process
 also writes its final trainable tensors to ``DIR/theta-rank{r}.safetensors``
 (the replicas must agree). ``--crash-in-epoch K`` stops every process at the
@@ -46,7 +46,7 @@ NOT_TO_FORGET = [
 
 
 def rows(items, prefix: str, invariant: bool) -> list[dict]:
-    """LAMA-CKL-shaped rows (the fields :mod:`trainattn.ckl` and the probes read)."""
+    """LAMA-CKL-shaped rows (the fields :mod:`trainattn.protocols.lama_ckl` and the probes read)."""
     return [{
         "uuid": f"{prefix}{i}", "subject": "s", "object": obj, "relation_code": "P1",
         "relation_label": "r", "task_descriptive": probe,
@@ -72,10 +72,10 @@ def main(argv=None) -> int:
     from accelerate import Accelerator
     from safetensors.torch import save_file
 
-    import trainattn.ckl as ckl
+    import trainattn.protocols.lama_ckl as ckl
     from trainattn.config import CKLConfig, ThetaConfig
-    from trainattn.models import trainable_tensors
-    from trainattn.tiny import tiny_llama, tiny_tokenizer
+    from trainattn.core.lora import trainable_tensors
+    from trainattn.testing import tiny_llama, tiny_tokenizer
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     if args.crash_in_epoch is not None:

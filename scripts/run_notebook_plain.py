@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(Path.cwd()))
-    from trainattn.book import load_profile, notebook_parameters
+    from trainattn.book.runner import load_profile, notebook_parameters
 
     stem = args.notebook.stem
     params = notebook_parameters(load_profile(args.profile), stem)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from trainattn.tiny import tiny_llama, tiny_tokenizer
+from trainattn.testing import tiny_llama, tiny_tokenizer
 
 
 def pytest_configure(config):

@@ -4,8 +4,16 @@ import math
 import pytest
 import torch
 
-from trainattn import ablations
-from trainattn.ablations import (
+from trainattn.config import CKLConfig, MetaConfig, PhiConfig, ThetaConfig, to_dict
+from trainattn.core.inner import make_inner_optimizer
+from trainattn.core.lora import add_lora, trainable_tensors
+from trainattn.core.losses import per_token_nll, token_weighted_loss, uniform_weights
+from trainattn.core.meta import examples_from_rows, theta_logits
+from trainattn.core.spans import encode_with_objects
+from trainattn.core.train_attention import TrainAttention
+from trainattn.protocols.store import phi_file
+from trainattn.studies import ablations
+from trainattn.studies.ablations import (
     _distance,
     ablation_markdown,
     ablation_variants,
@@ -16,13 +24,7 @@ from trainattn.ablations import (
     run_variant,
     variant_configs,
 )
-from trainattn.config import CKLConfig, MetaConfig, PhiConfig, ThetaConfig, to_dict
-from trainattn.inner import make_inner_optimizer
-from trainattn.losses import per_token_nll, token_weighted_loss, uniform_weights
-from trainattn.meta import examples_from_rows, theta_logits
-from trainattn.models import TrainAttention, add_lora, trainable_tensors
-from trainattn.spans import encode_with_objects
-from trainattn.tiny import tiny_llama
+from trainattn.testing import tiny_llama
 
 
 def row(uuid, evidence, obj, probe):
@@ -164,7 +166,7 @@ def test_a_finished_variant_is_loaded_not_recomputed(tokenizer, tmp_path):
     assert all(math.isfinite(x) for x in numbers)
     assert first["meta_steps"] == 1 and first["phi_from"] == "base"
     assert 0 < first["weight_object"] < 1 and 0 < first["weight_other"] < 1
-    assert (tmp_path / "base" / "meta" / "checkpoint" / "phi.safetensors").is_file()
+    assert phi_file(tmp_path / "base" / "meta").is_file()
     assert (tmp_path / "base" / "ckl" / "result.json").is_file()
     again = run("base", tokenizer, tmp_path, f)
     assert again == first
@@ -187,7 +189,7 @@ def test_a_changed_setting_is_refused_rather_than_mixed(tokenizer, tmp_path):
     f = Factories(tokenizer)
     run("base", tokenizer, tmp_path, f)
     base_meta, base_ckl = base_configs()
-    with pytest.raises(ValueError, match="other settings or data"):
+    with pytest.raises(ValueError, match="written by a run with a different"):
         run("base", tokenizer, tmp_path, f, base=(base_meta, dataclasses.replace(base_ckl, lr=0.5)))
 
 

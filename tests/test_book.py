@@ -10,20 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainattn.book import (
+from trainattn.book.runner import (
     COMPANION_RESULTS,
     BookCheckError,
-    band_for,
     check_profile,
     check_toc,
-    compare_results,
-    flatten,
-    format_mismatches,
     list_notebooks,
     load_profile,
     parameters_cell,
     run_book,
 )
+from trainattn.book.tolerances import band_for, compare_results, flatten, format_mismatches
 from trainattn.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]

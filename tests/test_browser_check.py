@@ -1,18 +1,22 @@
-"""The browser check of the built book: expectations and DOM analysis without a browser,
-then (marked ``browser``) a real headless Chromium on a fixture page and on the built book."""
+"""The browser check of the built book: expectations, DOM analysis and verdicts without a
+browser, then (marked ``browser``) the system's headless Chromium, driven by Playwright, on
+fixture pages and on the built book."""
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from trainattn.browser_check import (
+from trainattn.book.browser_check import (
+    MATHJAX_CDN,
     Expectation,
     Rendered,
     analyse_html,
+    browser_errors,
     chapters,
     check_page,
     find_chromium,
@@ -206,6 +210,27 @@ def test_check_page_fails_on_a_traceback_and_on_browser_problems():
     assert "3 math element(s) not typeset" in result.problems
 
 
+def test_check_page_fails_on_console_errors_and_uncaught_exceptions():
+    rendered = Rendered(page("<p>x</p>"), console_errors=[{"text": "boom", "url": "file:///a.html"}],
+                        page_errors=["TypeError: x is undefined"])
+    result = check_page("ch", Expectation(), rendered)
+    assert result.problems == ["console error: boom", "uncaught JavaScript error: TypeError: x is undefined"]
+
+
+def test_browser_errors_notes_offline_resources_and_known_theme_errors():
+    badge = "https://colab.research.google.com/assets/colab-badge.svg"
+    rendered = Rendered("", console_errors=[
+        {"text": "Failed to load resource: net::ERR_NAME_NOT_RESOLVED", "url": MATHJAX_CDN + "es5/x.js"},
+        {"text": "Failed to load resource: net::ERR_NAME_NOT_RESOLVED", "url": badge},
+        {"text": "Failed to load resource: net::ERR_FILE_NOT_FOUND", "url": "file:///b/missing.png"},
+        {"text": "Got invalid theme mode: . Resetting to auto.", "url": "file:///b/_static/x.js"},
+    ], page_errors=["SyntaxError: Identifier 'THEBE_JS_URL' has already been declared"])
+    problems, notes = browser_errors(rendered, remote_broken=[badge])
+    assert problems == ["console error: Failed to load resource: net::ERR_FILE_NOT_FOUND"]
+    assert notes[0] == f"remote resource not loaded (offline?): {MATHJAX_CDN}es5/x.js"
+    assert len(notes) == 3 and all("known theme error" in n for n in notes[1:])
+
+
 def test_main_reports_a_missing_book(tmp_path, capsys):
     assert main([str(tmp_path / "nothing")]) == 2
     assert "no built book" in capsys.readouterr().err
@@ -215,33 +240,80 @@ def test_main_reports_a_missing_book(tmp_path, capsys):
 
 CHROMIUM = find_chromium()
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium binary on PATH (Debian: apt-get install chromium; "
-    "or set TRAINATTN_CHROMIUM)")
+    CHROMIUM is None or importlib.util.find_spec("playwright") is None,
+    reason="no Chromium binary on PATH (Debian: apt-get install chromium; or set "
+    "TRAINATTN_CHROMIUM) or no playwright package")
+
+
+def fixture_book(root: Path, pages: dict[str, tuple[str, str]]) -> Path:
+    """A book under ``root``: ``{name: (markdown source, article HTML)}``, the first the root."""
+    html = root / "_build" / "html"
+    (html / "book").mkdir(parents=True)
+    (root / "book").mkdir()
+    (html / "book" / "logo.png").write_bytes(PNG)
+    (html / "book" / "plot.png").write_bytes(PNG)
+    names = list(pages)
+    (root / "_toc.yml").write_text(f"format: jb-book\nroot: book/{names[0]}\nchapters:\n"
+                                   + "".join(f"  - file: book/{n}\n" for n in names[1:]))
+    for name, (source, body) in pages.items():
+        (root / "book" / f"{name}.md").write_text(source)
+        (html / "book" / f"{name}.html").write_text(page(body))
+    return html
 
 
 @pytest.mark.browser
 @needs_chromium
 def test_browser_renders_a_fixture_book(tmp_path):
     """A two-page book: one clean page, one with a traceback and a broken image."""
-    html = tmp_path / "_build" / "html"
-    (html / "book").mkdir(parents=True)
-    (html / "book" / "plot.png").write_bytes(PNG)
-    (tmp_path / "book").mkdir()
-    (tmp_path / "book" / "good.md").write_text("# Good\n\n| a |\n|---|\n| 1 |\n\n![p](plot.png)\n")
-    (tmp_path / "book" / "bad.md").write_text("# Bad\n\n![p](missing.png)\n")
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/good\nchapters:\n  - file: book/bad\n")
-    (html / "book" / "good.html").write_text(page("<h1>Good</h1><table><tr><td>1</td></tr></table>"
-                                                  "<img src='plot.png'>"))
-    (html / "book" / "bad.html").write_text(page("<h1>Bad</h1><img src='missing.png'>" + TRACEBACK_OUTPUT))
-    from trainattn.browser_check import check_book
+    html = fixture_book(tmp_path, {
+        "good": ("# Good\n\n| a |\n|---|\n| 1 |\n\n![p](plot.png)\n",
+                 "<h1>Good</h1><table><tr><td>1</td></tr></table><img src='plot.png'>"),
+        "bad": ("# Bad\n\n![p](missing.png)\n", "<h1>Bad</h1><img src='missing.png'>" + TRACEBACK_OUTPUT),
+    })
+    from trainattn.book.browser_check import check_book
 
     results = {r.name: r for r in check_book(html, tmp_path / "shots")}
     assert results["good"].ok, results["good"].problems
     assert (results["good"].figures, results["good"].tables) == (1, 1)
     bad = " | ".join(results["bad"].problems)
     assert "image did not load: missing.png" in bad and "Traceback" in bad
+    assert "console error: Failed to load resource" in bad  # the browser says so too
     for name in ("book__good.png", "book__bad.png"):
         assert (tmp_path / "shots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_browser_fails_a_page_with_a_console_error_or_an_exception(tmp_path, capsys):
+    html = fixture_book(tmp_path, {
+        "clean": ("# Clean\n", "<h1>Clean</h1><script>console.log('fine')</script>"),
+        "console": ("# Console\n", '<h1>Console</h1><script>console.error("boom")</script>'),
+        "thrown": ("# Thrown\n", "<h1>Thrown</h1><script>null.x</script>"),
+    })
+    code = main([str(html), "--screenshots", str(tmp_path / "shots")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "problem: console error: boom" in out
+    assert "problem: uncaught JavaScript error: TypeError: Cannot read properties of null" in out
+    assert "1 of 3 page(s) passed; failed: console, thrown" in out
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_browser_serves_a_local_mathjax(tmp_path):
+    """``mathjax``: requests to the CDN are answered from the local copy, offline too."""
+    mathjax = tmp_path / "mathjax"
+    (mathjax / "es5").mkdir(parents=True)
+    (mathjax / "es5" / "tex-mml-chtml.js").write_text(  # a stand-in that "typesets" every .math
+        "window.MathJax = {typesetPromise: () => Promise.resolve(), startup: {promise: Promise.resolve()}};"
+        "document.querySelectorAll('.math').forEach(e => e.append(document.createElement('mjx-container')));")
+    html = fixture_book(tmp_path, {"math": ("# Math\n", "<div class='math'>\\(x\\)</div>"
+                                            f"<script src='{MATHJAX_CDN}es5/tex-mml-chtml.js'></script>")})
+    from trainattn.book.browser_check import check_book
+
+    [result] = check_book(html, tmp_path / "shots", mathjax=mathjax)
+    assert result.ok, result.problems
+    assert not any("MathJax" in n for n in result.notes), result.notes
 
 
 @pytest.mark.slow  # checks whatever book was last built (CI runs the check after its own build)

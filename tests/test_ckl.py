@@ -4,19 +4,19 @@ import math
 import pytest
 import torch
 
-import trainattn.ckl as ckl
-from trainattn.ckl import (
+import trainattn.protocols.lama_ckl as ckl
+from trainattn.config import CKLConfig, ThetaConfig
+from trainattn.core.lora import trainable_tensors
+from trainattn.errors import NonFiniteLossError
+from trainattn.methods import Method, make_method
+from trainattn.protocols.lama_ckl import (
     ckl_metrics,
     epoch_order,
     run_lama_ckl,
     val_chosen_metrics,
     validation_indices,
 )
-from trainattn.config import CKLConfig, ThetaConfig
-from trainattn.errors import NonFiniteLossError
-from trainattn.methods import Method, make_method
-from trainattn.models import trainable_tensors
-from trainattn.tiny import tiny_llama
+from trainattn.testing import tiny_llama
 
 
 def lama_row(uuid, evidence, obj, probe, invariant=False):
@@ -106,6 +106,8 @@ def test_run_writes_a_complete_result(tokenizer, tmp_path, monkeypatch):
     again, _ = run(tokenizer, cfg, tmp_path)
     assert again == result  # versions included: they name the machine that trained it
     saved = json.loads((tmp_path / "result.json").read_text())
+    identity = saved.pop("identity")  # the run store's: config, method and the data's fingerprint
+    assert identity["method"] == "finetune+mixreview" and identity["config"] == saved["config"]
     assert saved == json.loads(json.dumps(result))
     assert saved["method"] == "finetune+mixreview" and saved["labels"] == {"review_pool": "paper", "review_pool_size": 2}
     assert {"torch", "transformers", "trainattn"} <= set(saved["versions"])

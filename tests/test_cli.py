@@ -4,7 +4,7 @@ import os
 import pytest
 
 from trainattn.cli import build_parser, main
-from trainattn.report import lama_ckl_table, plot_curves, summarise
+from trainattn.report.tables import lama_ckl_table, plot_curves, summarise
 
 needs_data = pytest.mark.skipif(not os.environ.get("TRAINATTN_DATA"), reason="TRAINATTN_DATA not set")
 
@@ -18,7 +18,7 @@ def model_dir(tmp_path, tokenizer, model):
 
 
 def fake_result(method, seed, to_learn, not_to_forget):
-    from trainattn.ckl import ckl_metrics
+    from trainattn.protocols.lama_ckl import ckl_metrics
 
     return {
         "method": method, "seed": seed, "labels": {},
@@ -77,7 +77,7 @@ def test_probe_eval_prints_every_split_and_form(model_dir, capsys, tmp_path):
 @needs_data
 def test_ckl_command_runs_a_tiny_experiment(model_dir, tmp_path, capsys):
     from trainattn.data import load_lama_ckl
-    from trainattn.results import write_text_atomic
+    from trainattn.files import write_text_atomic
 
     tailored = tmp_path / "tailored"
     variant = [dict(r) for r in load_lama_ckl("variant").select(range(4))]
@@ -113,7 +113,7 @@ def test_ckl_command_runs_temporalwiki_with_labelled_proxy_documents(model_dir, 
 @needs_data
 def test_meta_train_then_validate_then_taalm_end_to_end(model_dir, tmp_path, capsys):
     from trainattn.data import load_lama_ckl
-    from trainattn.results import write_text_atomic
+    from trainattn.files import write_text_atomic
 
     tailored = tmp_path / "tailored"
     variant = [dict(r) for r in load_lama_ckl("variant").select(range(10))]

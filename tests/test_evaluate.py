@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainattn.evaluate import object_token_scores, score_probes
+from trainattn.core.evaluate import object_token_scores, score_probes
 
 PROBES = [
     "Libya maintains diplomatic relations with Brazil .",
@@ -57,7 +57,7 @@ def test_scores_do_not_depend_on_batch_size_or_padding_side(model, tokenizer, ba
 
 
 def test_a_model_that_knows_the_answer_scores_one(tokenizer):
-    from trainattn.spans import encode_with_objects
+    from trainattn.core.spans import encode_with_objects
 
     batch = encode_with_objects(tokenizer, PROBES[:2], OBJECTS[:2])
     logits = torch.full((*batch.input_ids.shape, len(tokenizer)), -5.0)

@@ -5,9 +5,10 @@ import torch
 from safetensors.torch import save_file
 from test_ckl import NOT_TO_FORGET, REVIEW, TO_LEARN, config
 
-import trainattn.grid as grid
+import trainattn.protocols.grid as grid
 from trainattn.errors import TrainattnError
-from trainattn.grid import (
+from trainattn.files import read_json, write_json_atomic
+from trainattn.protocols.grid import (
     SUMMARY_KEYS,
     lama_ckl_summary,
     phi_fingerprint,
@@ -16,8 +17,8 @@ from trainattn.grid import (
     run_lama_ckl_grid,
     uses_phi,
 )
-from trainattn.results import read_json, write_json_atomic
-from trainattn.tiny import tiny_llama
+from trainattn.protocols.store import Run, data_fingerprint, run_identity
+from trainattn.testing import tiny_llama
 
 
 def grid_run(tokenizer, root, methods=("finetune", "oracle"), seeds=(0, 1), calls=None, **kw):
@@ -48,9 +49,9 @@ def test_grid_refuses_a_run_made_with_another_config(tokenizer, tmp_path):
     grid_run(tokenizer, tmp_path, methods=("finetune",), seeds=(0,))
     path = run_dir_for(tmp_path, "finetune", 0) / "result.json"
     result = read_json(path)
-    result["config"]["lr"] = 0.5
+    result["identity"]["config"]["lr"] = 0.5  # as if another grid had written this run
     write_json_atomic(path, result)
-    with pytest.raises(TrainattnError, match="different config"):
+    with pytest.raises(TrainattnError, match="different config.lr"):
         grid_run(tokenizer, tmp_path, methods=("finetune",), seeds=(0,))
 
 
@@ -77,14 +78,17 @@ def test_taalm_run_is_refused_after_phi_changed(tokenizer, tmp_path, monkeypatch
     from trainattn.config import to_dict
 
     # a finished run made with this φ is read back; the same run after φ changed is refused
-    fake = {"config": to_dict(replace(cfg, method="taalm", seed=0, phi_checkpoint=str(phi_run))),
-            "phi_sha256": phi_fingerprint(phi_run), "method": "taalm", "seed": 0,
+    run_config = replace(cfg, method="taalm", seed=0, phi_checkpoint=str(phi_run))
+    fake = {"config": to_dict(run_config), "method": "taalm", "seed": 0,
             "metrics": {"test_chosen": {"top_acc": 0.5, "epoch": 1, "nf_acc": 1.0, "total_knowledge": 1.5}}}
-    write_json_atomic(taalm_dir / "result.json", fake)
+    # as run_lama_ckl writes it: identity from the method, its φ module and the data
+    identity = run_identity(run_config, method="taalm", phi_sha256=phi_fingerprint(phi_run),
+                            data=data_fingerprint(TO_LEARN, NOT_TO_FORGET))
+    Run(taalm_dir, identity).write_result(fake)
     kw = dict(methods=("taalm",), seeds=(0,), phi_run=phi_run, load_phi=lambda p: None)
-    assert grid_run(tokenizer, tmp_path / "grid", **kw)[0]["phi_sha256"] == fake["phi_sha256"]
+    assert grid_run(tokenizer, tmp_path / "grid", **kw)[0]["phi_sha256"] == identity["phi_sha256"]
     save_file({"head.weight": torch.full((2,), 3.0)}, phi_run / "checkpoint" / "phi.safetensors")
-    with pytest.raises(TrainattnError, match="another φ"):
+    with pytest.raises(TrainattnError, match="different phi_sha256"):
         grid_run(tokenizer, tmp_path / "grid", **kw)
 
 
@@ -122,7 +126,7 @@ def test_disjoint_review_rows_exclude_tested_facts(monkeypatch):
 
 
 def test_paper_rows_by_canonical_name():
-    from trainattn.paper import paper_row
+    from trainattn.report.paper import paper_row
 
     assert paper_row("taalm") == (0.4290, 4, 0.8983, 1.3273)
     assert paper_row("finetune+mixreview") == paper_row("mixreview") == (0.0800, 25, 0.7988, 0.8788)
@@ -131,7 +135,7 @@ def test_paper_rows_by_canonical_name():
 
 
 def test_paper_vs_ours_table_and_bars(tmp_path):
-    from trainattn.report import (
+    from trainattn.report.tables import (
         PAPER_VS_OURS_HEADER,
         markdown_table,
         paper_vs_ours_rows,
@@ -155,7 +159,7 @@ def test_paper_vs_ours_table_and_bars(tmp_path):
 
 def test_tuning_rows_last_and_best(tmp_path):
     from trainattn.config import MetaConfig, to_dict
-    from trainattn.report import TUNING_HEADER, tuning_rows
+    from trainattn.report.tables import TUNING_HEADER, tuning_rows
 
     def val(step, nll):
         return {"step": step, "phi": {"accuracy": 0.0, "nll": nll}, "uniform": {"accuracy": 0.0, "nll": 9.0},

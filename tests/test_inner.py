@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from trainattn.inner import FunctionalAdamW, FunctionalSGD, inner_update, safe_sqrt
+from trainattn.core.inner import FunctionalAdamW, FunctionalSGD, inner_update, safe_sqrt
 
 
 def _params():

@@ -2,8 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainattn.errors import NonFiniteLossError
-from trainattn.losses import (
+from trainattn.core.losses import (
     check_finite,
     known_token_mask,
     mask_known_tokens,
@@ -12,7 +11,8 @@ from trainattn.losses import (
     token_weighted_loss,
     uniform_weights,
 )
-from trainattn.spans import encode_with_objects
+from trainattn.core.spans import encode_with_objects
+from trainattn.errors import NonFiniteLossError
 
 
 def test_per_token_nll_matches_cross_entropy():

@@ -3,11 +3,13 @@ import pytest
 import torch
 
 from trainattn.config import MetaConfig, PhiConfig, ThetaConfig
-from trainattn.meta import MetaExample, MetaLearner, outer_objective
-from trainattn.meta_train import batch_indices, meta_train
-from trainattn.models import TrainAttention, add_lora, trainable_tensors
-from trainattn.results import read_json
-from trainattn.tiny import tiny_llama
+from trainattn.core.lora import add_lora, trainable_tensors
+from trainattn.core.meta import MetaExample, MetaLearner, outer_objective
+from trainattn.core.train_attention import TrainAttention
+from trainattn.files import read_json
+from trainattn.protocols.meta_training import batch_indices, meta_train
+from trainattn.protocols.store import latest_checkpoint, phi_file
+from trainattn.testing import tiny_llama
 
 DOC = "Lochinvar is a castle in Scotland , built in the fifteenth century ."
 PROBE = "Guess the object. \n  subject is Lochinvar , relation is instance of , object is castle"
@@ -206,7 +208,7 @@ def validate_weights(learner, pool):
 def test_best_validated_phi_is_kept_as_its_own_run(tokenizer, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import trainattn.meta_train as mt
+    import trainattn.protocols.meta_training as mt
 
     # scripted validations: the NLL is lowest at step 2 of 4
     nlls = iter([5.0, 4.0, 3.0, 3.5, 4.5])
@@ -227,17 +229,17 @@ def test_best_validated_phi_is_kept_as_its_own_run(tokenizer, tmp_path, monkeypa
 
     monkeypatch.setattr(mt, "save_checkpoint", spy)
     meta_train(learner.config, learner, _pool(), val_examples=_pool()[:1], out_dir=tmp_path, progress=False)
-    best = read_json(tmp_path / "best" / "checkpoint" / "state.json")
+    best = read_json(latest_checkpoint(tmp_path / "best") / "state.json")
     assert best["step"] == 2 and best["validation"]["phi"]["nll"] == 3.0
-    assert best["config"] == read_json(tmp_path / "checkpoint" / "state.json")["config"]
-    kept = load_file(tmp_path / "best" / "checkpoint" / "phi.safetensors")
+    assert best["config"] == read_json(latest_checkpoint(tmp_path) / "state.json")["config"]
+    kept = load_file(phi_file(tmp_path / "best"))
     for n, t in kept.items():
         torch.testing.assert_close(t, snapshots[2][n], rtol=0, atol=0)
     assert any(not torch.equal(kept[n], snapshots[4][n]) for n in kept)  # φ moved on after step 2
 
 
 def test_best_validation_prefers_lowest_nll_then_earliest():
-    from trainattn.meta_train import best_validation
+    from trainattn.protocols.meta_training import best_validation
 
     vals = [{"step": s, "phi": {"nll": n}} for s, n in [(0, 5.0), (2, 3.0), (4, 3.0), (6, 4.0)]]
     assert best_validation(vals)["step"] == 2

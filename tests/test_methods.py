@@ -3,9 +3,11 @@ import copy
 import pytest
 import torch
 
-from trainattn.ckl import make_train_batch
 from trainattn.config import CKLConfig, ThetaConfig
-from trainattn.losses import per_token_nll, uniform_weights
+from trainattn.core.lora import add_lora, trainable_tensors
+from trainattn.core.losses import per_token_nll, uniform_weights
+from trainattn.core.spans import encode_texts
+from trainattn.core.train_attention import TrainAttention
 from trainattn.methods import (
     KAdapterLM,
     RecAdamW,
@@ -17,9 +19,8 @@ from trainattn.methods import (
     review_count,
     top_fraction_mask,
 )
-from trainattn.models import TrainAttention, add_lora, trainable_tensors
-from trainattn.spans import encode_texts
-from trainattn.tiny import tiny_llama
+from trainattn.protocols.lama_ckl import make_train_batch
+from trainattn.testing import tiny_llama
 
 
 def lama_row(uuid, evidence, obj, probe=None, invariant=False):

@@ -1,16 +1,12 @@
 import pytest
 import torch
 
-from trainattn import models
+from trainattn import lm as models
+from trainattn.core.lora import add_lora, trainable_tensors
+from trainattn.core.train_attention import TrainAttention
 from trainattn.errors import TokenizerMismatchError
-from trainattn.models import (
-    TrainAttention,
-    add_lora,
-    check_same_tokenizer,
-    load_lm,
-    trainable_tensors,
-)
-from trainattn.tiny import tiny_llama, tiny_tokenizer
+from trainattn.lm import check_same_tokenizer, load_lm
+from trainattn.testing import tiny_llama, tiny_tokenizer
 
 
 def test_phi_weights_shape_alignment_and_initial_value(model, tokenizer):

@@ -7,15 +7,22 @@ import pytest
 import torch
 from test_methods import CONFIG, NOT_TO_FORGET, TO_LEARN, context
 
-from trainattn.ckl import make_train_batch, run_lama_ckl
 from trainattn.config import CKLConfig, MetaConfig, PhiConfig, ThetaConfig
+from trainattn.core.lora import add_lora
+from trainattn.core.losses import per_token_nll
+from trainattn.core.meta import MetaExample, MetaLearner
+from trainattn.core.train_attention import TrainAttention
 from trainattn.data.freeform import freeform_documents
-from trainattn.losses import per_token_nll
-from trainattn.meta import MetaExample, MetaLearner
+from trainattn.data.token_categories import (
+    CATEGORIES,
+    categorise_tokens,
+    category_shares,
+    target_categories,
+)
 from trainattn.methods import HEURISTICS, canonical_method_name, make_method
 from trainattn.methods.heuristics import attention_received, hidden_gradient_norm, scale_rows
-from trainattn.models import TrainAttention, add_lora
-from trainattn.open_answers import (
+from trainattn.protocols.lama_ckl import make_train_batch, run_lama_ckl
+from trainattn.report.answers import (
     accuracy_tolerance,
     answer_attention,
     answer_freeform,
@@ -26,7 +33,7 @@ from trainattn.open_answers import (
     compare,
     markdown_table,
 )
-from trainattn.open_questions import (
+from trainattn.studies.open_questions import (
     PeakMemory,
     corpus_documents,
     document_probe_examples,
@@ -39,13 +46,7 @@ from trainattn.open_questions import (
     self_probe_examples,
     staged_shares,
 )
-from trainattn.tiny import tiny_llama
-from trainattn.token_categories import (
-    CATEGORIES,
-    categorise_tokens,
-    category_shares,
-    target_categories,
-)
+from trainattn.testing import tiny_llama
 
 # ------------------------------------------------------------- token categories
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainattn.ckl import make_train_batch
-from trainattn.parallel import shard_batch, shard_indices, shard_rows
+from trainattn.protocols.lama_ckl import make_train_batch
+from trainattn.protocols.parallel import shard_batch, shard_indices, shard_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "scripts" / "ckl_parallel_demo.py"

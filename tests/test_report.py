@@ -2,8 +2,8 @@
 
 import pytest
 
-from trainattn.report import curves_agree_until, device_check_rows
-from trainattn.results import write_json_atomic
+from trainattn.files import write_json_atomic
+from trainattn.report.tables import curves_agree_until, device_check_rows
 
 
 def _run(to_learn, nf, loss1, hardware, top=0.3):
@@ -30,7 +30,7 @@ def test_device_check_counts_the_epochs_whose_accuracies_agree(tmp_path):
 
 
 def test_ratio_rows_compare_each_method_with_finetune_on_both_sides():
-    from trainattn.report import ratio_rows
+    from trainattn.report.tables import ratio_rows
 
     def s(top, total):
         return {"top_acc_mean": top, "total_knowledge_mean": total}

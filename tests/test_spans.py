@@ -1,6 +1,6 @@
 import torch
 
-from trainattn.spans import encode_texts, encode_with_objects, locate_object
+from trainattn.core.spans import encode_texts, encode_with_objects, locate_object
 
 PROBE = "Libya maintains diplomatic relations with Brazil ."
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trainattn.core.evaluate import ProbeScores, score_probes
 from trainattn.data import sources, tailor
 from trainattn.data.lama_ckl import LAMA_CKL_SPLITS, load_lama_ckl
 from trainattn.data.sources import FILES, DataFileInfo
@@ -26,7 +27,6 @@ from trainattn.data.tailor import (
     tailor_lama_ckl,
     write_text_atomic,
 )
-from trainattn.evaluate import ProbeScores, score_probes
 
 REAL_DATA = os.environ.get("TRAINATTN_DATA")
 

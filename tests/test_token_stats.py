@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from trainattn.plots import token_weight_html
-from trainattn.token_stats import pooled_token_stats, token_view
+from trainattn.report.figures import token_weight_html
+from trainattn.studies.token_stats import pooled_token_stats, token_view
 
 DOCS = ["Lochinvar is a castle in Scotland , built in the fifteenth century .",
         "The official language of Wales is Welsh .",
@@ -61,8 +61,8 @@ class MaskPhi(ScaledPhi):
 
 
 def test_object_weight_mass_against_hand_counts(tokenizer):
-    from trainattn.spans import encode_with_objects
-    from trainattn.token_stats import object_weight_mass
+    from trainattn.core.spans import encode_with_objects
+    from trainattn.studies.token_stats import object_weight_mass
 
     docs, objs = ["Ada Lovelace worked in London .", "The capital is Oslo ."], ["London", "Oslo"]
     enc = encode_with_objects(tokenizer, docs, objs)

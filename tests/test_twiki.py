@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import trainattn.twiki as twiki
+import trainattn.protocols.temporalwiki as twiki
 from trainattn.config import CKLConfig, ThetaConfig
+from trainattn.core.train_attention import TrainAttention
 from trainattn.data.twiki_diffsets import (
     DIFFSET_ENV,
     HUB_FILENAME,
@@ -22,9 +23,13 @@ from trainattn.data.twiki_diffsets import (
     read_diffset_lines,
 )
 from trainattn.methods import make_method
-from trainattn.models import TrainAttention
-from trainattn.tiny import tiny_llama
-from trainattn.twiki import PROXY_LINE, format_twiki_table, run_temporalwiki, subsample_probes
+from trainattn.protocols.temporalwiki import (
+    PROXY_LINE,
+    format_twiki_table,
+    run_temporalwiki,
+    subsample_probes,
+)
+from trainattn.testing import tiny_llama
 
 # ------------------------------------------------------------- diff-set fixtures
 

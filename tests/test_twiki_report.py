@@ -1,17 +1,27 @@
-"""TemporalWiki beside the paper (trainattn.twiki_report), probe selection and φ in a run's identity."""
+"""TemporalWiki beside the paper (trainattn.report.temporalwiki), probe selection and φ in a run's identity."""
 
 import math
 
 import pytest
 
-import trainattn.twiki as twiki
+import trainattn.protocols.temporalwiki as twiki
 from trainattn.config import CKLConfig, ThetaConfig
+from trainattn.core.train_attention import TrainAttention
 from trainattn.methods import make_method
-from trainattn.models import TrainAttention
-from trainattn.paper import TWIKI_PROBE_COUNTS, TWIKI_TABLE2
-from trainattn.tiny import tiny_llama
-from trainattn.twiki import phi_digest, run_temporalwiki, score_period, select_probes
-from trainattn.twiki_report import paper_twiki_result, plot_twiki, relative_to, twiki_vs_paper_rows
+from trainattn.protocols.store import method_phi, phi_fingerprint
+from trainattn.protocols.temporalwiki import (
+    run_temporalwiki,
+    score_period,
+    select_probes,
+)
+from trainattn.report.paper import TWIKI_PROBE_COUNTS, TWIKI_TABLE2
+from trainattn.report.temporalwiki import (
+    paper_twiki_result,
+    plot_twiki,
+    relative_to,
+    twiki_vs_paper_rows,
+)
+from trainattn.testing import tiny_llama
 
 
 def fact(subject, relation, obj):
@@ -96,7 +106,7 @@ def test_a_changed_phi_does_not_resume_an_old_taalm_run(tokenizer, tmp_path):
                     benchmark="temporalwiki", batch_size=2, lr=1e-2, eval_batch_size=8)
 
     def run(phi_seed, periods):
-        phi = TrainAttention(tiny_llama(len(tokenizer), seed=phi_seed), num_layers=1, lora_rank=2)
+        phi = TrainAttention(tiny_llama(len(tokenizer), seed=0), num_layers=1, lora_rank=2, seed=phi_seed)
         return run_temporalwiki(cfg, tiny_llama(len(tokenizer), seed=0), tokenizer, periods=periods,
                                 probes_by_period=PROBES, method=make_method("taalm", phi=phi),
                                 out_dir=tmp_path, source_label="proxy", progress=False)
@@ -106,5 +116,5 @@ def test_a_changed_phi_does_not_resume_an_old_taalm_run(tokenizer, tmp_path):
     assert run(1, ("0910", "1011"))["results"] == first["results"]  # same φ: read back
     with pytest.raises(ValueError, match="different phi_sha256"):
         run(2, ("0910", "1011"))
-    assert phi_digest(make_method("finetune")) is None
+    assert phi_fingerprint(method_phi(make_method("finetune"))) is None
     assert twiki.PROXY_LINE  # the module's label for proxy results is still there

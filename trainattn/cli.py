@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import TrainattnError
+from trainattn.errors import TrainattnError
 
 
 def _probe_eval(args) -> int:
-    from .data import LAMA_CKL_SPLITS, load_lama_ckl, probe_text
-    from .evaluate import score_probes
-    from .models import load_lm
+    from trainattn.core.evaluate import score_probes
+    from trainattn.data import LAMA_CKL_SPLITS, load_lama_ckl, probe_text
+    from trainattn.lm import load_lm
 
     start = time.time()
     model, tokenizer = load_lm(args.model)
@@ -47,8 +47,8 @@ def _probe_eval(args) -> int:
 
 
 def _tailor(args):
-    from .data import tailor_lama_ckl
-    from .models import load_lm
+    from trainattn.data import tailor_lama_ckl
+    from trainattn.lm import load_lm
 
     model, tokenizer = load_lm(args.model)
     splits = tailor_lama_ckl(
@@ -61,11 +61,12 @@ def _tailor(args):
 
 
 def _meta_train(args):
-    from .config import MetaConfig, load_config
-    from .data import load_tailored, tailor_lama_ckl
-    from .meta import MetaLearner, examples_from_rows
-    from .meta_train import meta_train
-    from .models import add_lora, build_phi, load_lm
+    from trainattn.config import MetaConfig, load_config
+    from trainattn.core.lora import add_lora
+    from trainattn.core.meta import MetaLearner, examples_from_rows
+    from trainattn.data import load_tailored, tailor_lama_ckl
+    from trainattn.lm import build_phi, load_lm
+    from trainattn.protocols.meta_training import meta_train
 
     config = load_config(MetaConfig, args.config, args.set)
     torch_seed(config.seed)
@@ -100,15 +101,14 @@ def _meta_train(args):
 
 
 def _meta_validate(args):
-    from .config import MetaConfig, from_dict
-    from .data import load_tailored
-    from .meta import MetaLearner, examples_from_rows
-    from .meta_train import load_trained_phi, validate
-    from .models import add_lora, load_lm
-    from .results import read_json, write_json_atomic
+    from trainattn.core.lora import add_lora
+    from trainattn.core.meta import MetaLearner, examples_from_rows
+    from trainattn.data import load_tailored
+    from trainattn.files import write_json_atomic
+    from trainattn.lm import load_lm
+    from trainattn.protocols.meta_training import load_trained_phi, trained_phi_config, validate
 
-    state = Path(args.phi) / "checkpoint" / "state.json"
-    config = from_dict(MetaConfig, read_json(state)["config"], str(state))
+    config = trained_phi_config(args.phi)
     theta, tokenizer = load_lm(config.theta.model)
     theta = add_lora(theta, config.theta.lora_rank, config.theta.lora_alpha, config.theta.lora_dropout,
                      seed=config.seed)
@@ -128,11 +128,11 @@ def _meta_validate(args):
 
 
 def _ckl(args):
-    from .ckl import run_lama_ckl
-    from .config import CKLConfig, load_config
-    from .meta_train import load_trained_phi
-    from .methods import make_method
-    from .models import load_lm
+    from trainattn.config import CKLConfig, load_config
+    from trainattn.lm import load_lm
+    from trainattn.methods import make_method
+    from trainattn.protocols.lama_ckl import run_lama_ckl
+    from trainattn.protocols.meta_training import load_trained_phi
 
     overrides = list(args.set)
     if args.method:
@@ -144,7 +144,7 @@ def _ckl(args):
     theta, tokenizer = load_lm(config.theta.model)
     method = make_method(config.method, load_phi=lambda path: load_trained_phi(path, tokenizer))
     if args.benchmark == "temporalwiki":
-        from .twiki import format_twiki_table, run_temporalwiki
+        from trainattn.protocols.temporalwiki import format_twiki_table, run_temporalwiki
 
         result = run_temporalwiki(
             config, theta, tokenizer, method=method, out_dir=args.out, max_probes=args.max_probes or None,
@@ -163,8 +163,8 @@ def _ckl(args):
 
 def _lama_ckl_rows(args, config, theta, tokenizer):
     """TO-LEARN, NOT-TO-FORGET (the tailored split, cut to the config's sizes) and the replay pool."""
-    from .data import load_tailored, tailor_lama_ckl
-    from .grid import disjoint_review_rows
+    from trainattn.data import load_tailored, tailor_lama_ckl
+    from trainattn.protocols.grid import disjoint_review_rows
 
     if args.tailored:
         splits = load_tailored(args.tailored)
@@ -177,12 +177,12 @@ def _lama_ckl_rows(args, config, theta, tokenizer):
 
 
 def _ckl_grid(args):
-    from .config import CKLConfig, load_config
-    from .grid import lama_ckl_summary, run_lama_ckl_grid
-    from .meta_train import load_trained_phi
-    from .models import load_lm
-    from .report import lama_ckl_table
-    from .results import write_json_atomic
+    from trainattn.config import CKLConfig, load_config
+    from trainattn.files import write_json_atomic
+    from trainattn.lm import load_lm
+    from trainattn.protocols.grid import lama_ckl_summary, run_lama_ckl_grid
+    from trainattn.protocols.meta_training import load_trained_phi
+    from trainattn.report.tables import lama_ckl_table
 
     config = load_config(CKLConfig, args.config, args.set)
     theta, tokenizer = load_lm(config.theta.model)
@@ -201,7 +201,7 @@ def _ckl_grid(args):
 
 
 def _report(args):
-    from .report import lama_ckl_table, load_results, plot_curves
+    from trainattn.report.tables import lama_ckl_table, load_results, plot_curves
 
     results = load_results(args.results)
     print(lama_ckl_table(results))
@@ -212,7 +212,7 @@ def _report(args):
 
 
 def _book(args):
-    from .book import build_book, run_book
+    from trainattn.book.runner import build_book, run_book
 
     report = run_book(args.profile, args.notebooks or None, update=args.update,
                       timeout=args.timeout or None)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from trainattn.models import cache_root, embedded_checkpoint
+from trainattn.lm import cache_root, embedded_checkpoint
 
 try:
     folder = embedded_checkpoint()

@@ -1,6 +1,6 @@
 """Run the cpu profile's long work on one GPU: 4 notebook runs + pieces that warm their run folders.
 
-Run folders are locked per run (trainattn.locks), so a notebook that reaches a run a piece is
+Run folders are locked per run (trainattn.protocols.store), so a notebook that reaches a run a piece is
 computing waits and reads it back. Stops everything at the deadline (epoch seconds, argv[1]).
 """
 import json

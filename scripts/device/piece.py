@@ -14,7 +14,7 @@ sys.path.insert(0, ".")
 import yaml  # noqa: E402
 from run_notebook_plain import _ipython_stand_in, notebook_script  # noqa: E402
 
-from trainattn.book import load_profile, notebook_parameters  # noqa: E402
+from trainattn.book.runner import load_profile, notebook_parameters  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("piece")

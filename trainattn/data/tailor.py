@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainattn.core.evaluate import score_probes
 from trainattn.data.lama_ckl import LAMA_CKL_SPLITS, PROBE_FORMS, load_lama_ckl, probe_text
-from trainattn.evaluate import score_probes
-from trainattn.models import cache_root
-from trainattn.results import write_text_atomic
+from trainattn.files import write_text_atomic
+from trainattn.lm import cache_root
 
 SPLIT_NAMES = ("to_learn", "not_to_forget", "meta_pool")
 SCORES_VERSION = 1

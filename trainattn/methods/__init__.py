@@ -1,4 +1,4 @@
-"""CKL methods as small strategies the loop (:mod:`trainattn.ckl`) composes.
+"""CKL methods as small strategies the loop (:mod:`trainattn.protocols.lama_ckl`) composes.
 
 ``make_method("taalm+mixreview", phi=phi)`` builds one weighting method
 (finetune | taalm | oracle | rho1 | heuristic-loss | heuristic-gradnorm |
@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .base import CompositeMethod, Method, RunContext, TrainBatch
-from .heuristics import (
+from trainattn.methods.base import CompositeMethod, Method, RunContext, TrainBatch
+from trainattn.methods.heuristics import (
     HEURISTICS,
     HeuristicAttention,
     HeuristicEntity,
     HeuristicGradNorm,
     HeuristicLoss,
 )
-from .kadapter import KAdapter, KAdapterLM
-from .mixreview import MixReview, disjoint_pool, review_count
-from .recadam import RecAdam, RecAdamW, anneal_lambda
-from .rho1 import Rho1, top_fraction_mask
-from .weighting import TAALM, Finetune, Oracle
+from trainattn.methods.kadapter import KAdapter, KAdapterLM
+from trainattn.methods.mixreview import MixReview, disjoint_pool, review_count
+from trainattn.methods.recadam import RecAdam, RecAdamW, anneal_lambda
+from trainattn.methods.rho1 import Rho1, top_fraction_mask
+from trainattn.methods.weighting import TAALM, Finetune, Oracle
 
 WEIGHTING_METHODS = ("finetune", "taalm", "oracle", "rho1", *HEURISTICS)
 ADDON_METHODS = ("mixreview", "recadam", "kadapter")

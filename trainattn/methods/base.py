@@ -1,6 +1,6 @@
 """The strategy protocol every CKL method implements, and the composite of several.
 
-A CKL run (:mod:`trainattn.ckl`) calls these hooks, in this order:
+A CKL run (:mod:`trainattn.protocols.lama_ckl`) calls these hooks, in this order:
 
 1. ``build_model(model)`` once: a method may replace θ by its own trainable
    wrapper (K-Adapter); ``None`` means "let the loop add LoRA".
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..losses import uniform_weights
-from ..spans import EncodedBatch
+from trainattn.core.losses import uniform_weights
+from trainattn.core.spans import EncodedBatch
 
 
 @dataclass

@@ -13,7 +13,7 @@ weights inside a document matter):
 * ``heuristic-attention``: the attention the token receives inside θ, averaged
   over layers, heads and the query positions that can see it;
 * ``heuristic-entity``: 1 on tokens of capitalised words and numbers
-  (:mod:`trainattn.token_categories` without the answer), 0 elsewhere.
+  (:mod:`trainattn.data.token_categories` without the answer), 0 elsewhere.
 
 RHO-1's excess loss is the existing ``rho1`` method. A row with no real
 target (or an all-zero score) falls back to uniform weights.
@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import per_token_nll, target_mask, uniform_weights
-from ..spans import EncodedBatch
-from ..token_categories import categorise_tokens
-from .base import Method, RunContext
+from trainattn.core.losses import per_token_nll, target_mask, uniform_weights
+from trainattn.core.spans import EncodedBatch
+from trainattn.data.token_categories import categorise_tokens
+from trainattn.methods.base import Method, RunContext
 
 
 def scale_rows(score: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

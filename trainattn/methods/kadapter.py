@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutput
 
-from .base import Method, RunContext
+from trainattn.methods.base import Method, RunContext
 
 KADAPTER_DROPOUT = 0.1
 KADAPTER_SCALE = 0.1

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Method, RunContext
+from trainattn.methods.base import Method, RunContext
 
 REVIEW_POOLS = ("disjoint", "paper")
 

@@ -29,8 +29,8 @@ import math
 
 import torch
 
-from ..models import trainable_tensors
-from .base import Method, RunContext
+from trainattn.core.lora import trainable_tensors
+from trainattn.methods.base import Method, RunContext
 
 
 def anneal_lambda(step: int, k: float, t0: float) -> float:

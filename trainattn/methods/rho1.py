@@ -19,10 +19,10 @@ import math
 import torch
 from torch.func import functional_call
 
-from ..losses import per_token_nll, target_mask
-from ..models import trainable_tensors
-from ..spans import EncodedBatch
-from .base import Method, RunContext
+from trainattn.core.lora import trainable_tensors
+from trainattn.core.losses import per_token_nll, target_mask
+from trainattn.core.spans import EncodedBatch
+from trainattn.methods.base import Method, RunContext
 
 
 def top_fraction_mask(score: torch.Tensor, valid: torch.Tensor, keep: float) -> torch.Tensor:

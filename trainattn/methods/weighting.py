@@ -11,9 +11,14 @@ from collections.abc import Callable
 
 import torch
 
-from ..losses import known_token_mask, mask_known_tokens, oracle_weights, uniform_weights
-from ..spans import EncodedBatch
-from .base import Method, RunContext
+from trainattn.core.losses import (
+    known_token_mask,
+    mask_known_tokens,
+    oracle_weights,
+    uniform_weights,
+)
+from trainattn.core.spans import EncodedBatch
+from trainattn.methods.base import Method, RunContext
 
 
 class Finetune(Method):
@@ -30,7 +35,7 @@ class Oracle(Method):
     """Ground-truth weights: 1 on the object's tokens inside the evidence, 0 elsewhere.
 
     The loop encodes each document with its row's object
-    (:func:`~trainattn.spans.encode_with_objects`), so ``batch.object_mask``
+    (:func:`~trainattn.core.spans.encode_with_objects`), so ``batch.object_mask``
     marks the object's last occurrence, as the paper's code does. A document
     whose object is not located (or was truncated away) gets all-zero weights,
     i.e. contributes no loss.
@@ -44,7 +49,7 @@ class Oracle(Method):
 
 
 class TAALM(Method):
-    """Weights from a frozen, meta-trained φ (:class:`~trainattn.models.TrainAttention`).
+    """Weights from a frozen, meta-trained φ (:class:`~trainattn.lm.TrainAttention`).
 
     Args:
         phi: φ itself, or ``None`` to build it in :meth:`prepare` with

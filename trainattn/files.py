@@ -1,34 +1,12 @@
-"""Result files: atomic JSON writes, software versions, tolerance comparisons."""
+"""Files that never appear half-written: atomic text and strict-JSON writes, JSON reads."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import platform
 import tempfile
 from pathlib import Path
-
-
-def versions() -> dict:
-    """Versions of the software that produced a result, and the hardware it could use.
-
-    ``hardware`` is the first CUDA device's name where one is visible (runs on
-    such a machine put θ there), else ``cpu (<n> cores)``.
-    """
-    import torch
-    import transformers
-
-    from . import __version__
-
-    cuda = torch.cuda.is_available()
-    return {
-        "trainattn": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "hardware": torch.cuda.get_device_name(0) if cuda else f"cpu ({os.cpu_count()} cores)",
-    }
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -80,10 +58,3 @@ def _jsonable(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
-def within(value: float, reference: float, abs_tol: float = 0.0, rel_tol: float = 0.0) -> bool:
-    """``value`` equals ``reference`` within ``max(abs_tol, rel_tol·|reference|)`` (NaN equals NaN)."""
-    if math.isnan(value) or math.isnan(reference):
-        return math.isnan(value) and math.isnan(reference)
-    return abs(value - reference) <= max(abs_tol, rel_tol * abs(reference))

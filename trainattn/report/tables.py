@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from .plots import save_figure
-from .results import read_json
+from trainattn.files import read_json
+from trainattn.protocols.grid import summarise
+from trainattn.report.figures import save_figure
 
 
 def load_results(paths) -> list[dict]:
@@ -26,32 +26,6 @@ def load_results(paths) -> list[dict]:
     if not found:
         raise FileNotFoundError(f"no CKL result.json found in {', '.join(map(str, paths))}")
     return found
-
-
-def summarise(results: list[dict]) -> dict[str, dict]:
-    """Per method: mean and sample std (n - 1) over seeds of the paper's metrics (test-curve choice)."""
-    by_method = defaultdict(list)
-    for r in results:
-        by_method[r["method"]].append(r)
-    summary = {}
-    for method, runs in by_method.items():
-        metrics = [r["metrics"]["test_chosen"] for r in runs]
-
-        def stat(key, runs=metrics):
-            values = np.array([m[key] for m in runs if m[key] is not None], dtype=float)
-            if not len(values):
-                return float("nan"), float("nan")
-            # sample standard deviation (n - 1), 0 for a single seed
-            return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-        top, epoch, nf, total = (stat(k) for k in ("top_acc", "epoch", "nf_acc", "total_knowledge"))
-        summary[method] = {
-            "top_acc_mean": top[0], "top_acc_std": top[1], "epoch_mean": epoch[0],
-            "nf_acc_mean": nf[0], "total_knowledge_mean": total[0], "total_knowledge_std": total[1],
-            "seeds": sorted(r["seed"] for r in runs),
-            "labels": runs[0].get("labels", {}),
-        }
-    return summary
 
 
 def lama_ckl_table(results: list[dict]) -> str:
@@ -106,8 +80,8 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def paper_vs_ours_rows(summary: dict[str, dict], methods: list[str]) -> list[list]:
     """Rows ``[method, ours Top Acc (mean ± std), paper Top Acc, ours Total, paper Total, ...]``."""
-    from .methods import canonical_method_name
-    from .paper import paper_row
+    from trainattn.methods import canonical_method_name
+    from trainattn.report.paper import paper_row
 
     rows = []
     for method in methods:
@@ -140,7 +114,7 @@ def plot_summary_bars(summary: dict[str, dict], methods: list[str], path) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .methods import canonical_method_name
+    from trainattn.methods import canonical_method_name
 
     names = [m for m in methods if canonical_method_name(m) in summary]
     stats = [summary[canonical_method_name(m)] for m in names]
@@ -172,7 +146,7 @@ def tuning_rows(folder) -> list[list]:
     validation columns show that step. Only meta-pool data is involved: no
     TO-LEARN probe chooses φ.
     """
-    from .meta_train import best_validation
+    from trainattn.protocols.meta_training import best_validation
 
     rows = []
     for attempt in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
@@ -248,9 +222,9 @@ def ratio_rows(summary: dict[str, dict], methods: list[str]) -> list[list]:
     The last column says whether our Top Acc ratio lies on the same side of 1 as the paper's
     (both above or both below fine-tuning); ``–`` where the paper has no number.
     """
-    from .grid import ratio
-    from .methods import canonical_method_name
-    from .paper import paper_row
+    from trainattn.methods import canonical_method_name
+    from trainattn.protocols.grid import ratio
+    from trainattn.report.paper import paper_row
 
     base, paper_base = summary.get("finetune"), paper_row("finetune")
     if base is None:

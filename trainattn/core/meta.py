@@ -5,7 +5,7 @@ For each example (document D, probe T_D, object):
 1. reset θ's LoRA to its initial tensors θ₀;
 2. φ predicts ``token_weights`` W for D (tracked: this is what φ learns);
 3. ``untracked_steps`` detached TWL steps of θ on D, then ``tracked_steps``
-   differentiable ones (:func:`trainattn.inner.inner_update`), giving θ'(W);
+   differentiable ones (:func:`trainattn.core.inner.inner_update`), giving θ'(W);
 4. the outer loss on T_D under θ' (object-token NLL by default) is
    back-propagated through the tracked step(s) into W and φ.
 
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call
 
-from .config import MetaConfig
-from .evaluate import object_token_scores
-from .inner import inner_update, make_inner_optimizer
-from .losses import check_finite, per_token_nll, token_weighted_loss
-from .models import trainable_tensors
-from .spans import EncodedBatch, encode_with_objects
+from trainattn.config import MetaConfig
+from trainattn.core.evaluate import object_token_scores
+from trainattn.core.inner import inner_update, make_inner_optimizer
+from trainattn.core.lora import trainable_tensors
+from trainattn.core.losses import check_finite, per_token_nll, token_weighted_loss
+from trainattn.core.spans import EncodedBatch, encode_with_objects
 
 OBJECTIVES = ("nll", "change3", "change2")
 
@@ -81,7 +81,7 @@ class MetaLearner:
     Args:
         config: :class:`~trainattn.config.MetaConfig`.
         theta: θ with LoRA adapters (``add_lora``); its current LoRA tensors are θ₀.
-        phi: :class:`~trainattn.models.TrainAttention`.
+        phi: :class:`~trainattn.lm.TrainAttention`.
         tokenizer: shared by θ and φ.
     """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import NonFiniteLossError
+from trainattn.errors import NonFiniteLossError
 
 
 def per_token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -80,7 +80,7 @@ def mask_known_tokens(token_weights: torch.Tensor, known: torch.Tensor) -> torch
 def oracle_weights(object_mask: torch.Tensor) -> torch.Tensor:
     """1 on the object's tokens in the document, 0 elsewhere: ``[batch, seq_len - 1]``.
 
-    ``object_mask`` is ``[batch, seq_len]`` (from :mod:`trainattn.spans`); the
+    ``object_mask`` is ``[batch, seq_len]`` (from :mod:`trainattn.core.spans`); the
     weight at t is for predicting token t + 1, so it reads ``object_mask[:, 1:]``.
     """
     return object_mask[:, 1:].to(torch.get_default_dtype())

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .losses import per_token_nll
-from .spans import EncodedBatch, encode_with_objects
+from trainattn.core.losses import per_token_nll
+from trainattn.core.spans import EncodedBatch, encode_with_objects
 
 
 def object_token_scores(

@@ -6,19 +6,21 @@
   without hand-written probes (a probe cut from the document at its last
   capitalised span; or the document as its own probe, for the change objectives);
 * :func:`corpus_documents` / :func:`phi_shares` / :func:`staged_shares` — the share of
-  φ's weight per token category (:mod:`trainattn.token_categories`) on a corpus, and
+  φ's weight per token category (:mod:`trainattn.data.token_categories`) on a corpus, and
   how it moves during meta-training;
 * :class:`PeakMemory` / :func:`measured` — peak memory and time of a run;
 * :class:`OpenQuestionRuns` — the chapter's fresh θs, φs and resumable TAALM runs on one
   loaded base model.
 
-The runs themselves reuse :func:`trainattn.ablations.run_variant` (meta-train, validate,
-TAALM) and :func:`trainattn.grid.run_lama_ckl_grid` (φ-free methods).
+The runs themselves reuse :func:`trainattn.studies.ablations.run_variant` (meta-train, validate,
+TAALM) and :func:`trainattn.protocols.grid.run_lama_ckl_grid` (φ-free methods).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 import time
 from collections import Counter
@@ -27,15 +29,21 @@ from pathlib import Path
 
 import torch
 
-from .ablations import Variant, run_variant
-from .config import CKLConfig, MetaConfig, PhiConfig
-from .locks import run_lock
-from .meta import MetaExample, MetaLearner, examples_from_rows
-from .meta_train import load_phi_tensors, meta_train
-from .models import TrainAttention, add_lora
-from .results import read_json, write_json_atomic
-from .spans import encode_with_objects
-from .token_categories import FUNCTION_WORDS, category_shares, mean_shares, target_categories
+from trainattn.config import CKLConfig, MetaConfig, PhiConfig
+from trainattn.core.lora import add_lora
+from trainattn.core.meta import MetaExample, MetaLearner, examples_from_rows
+from trainattn.core.spans import encode_with_objects
+from trainattn.core.train_attention import TrainAttention
+from trainattn.data.token_categories import (
+    FUNCTION_WORDS,
+    category_shares,
+    mean_shares,
+    target_categories,
+)
+from trainattn.files import read_json, write_json_atomic
+from trainattn.protocols.meta_training import load_phi_tensors, meta_train
+from trainattn.protocols.store import Run, data_fingerprint, phi_file, run_identity, run_lock
+from trainattn.studies.ablations import Variant, run_variant
 
 # ---------------------------------------------------------------- Q1: held-out relations
 
@@ -179,7 +187,7 @@ def corpus_documents(kind: str, rows) -> list[dict]:
     if kind == "lama":
         return [{"text": r["evidence"], "answer": r["object"], "relation": r["relation_label"]} for r in rows]
     if kind == "twiki":
-        from .data.twiki_diffsets import proxy_documents
+        from trainattn.data.twiki_diffsets import proxy_documents
 
         out = []
         for r in rows:
@@ -217,12 +225,15 @@ def staged_shares(config, learner, train, out_dir, stages: list[int], corpora: d
 
     Resumable: the shares of each stage are written to ``<out_dir>/shares.json``
     right after they are measured; the run continues from its checkpoint. A
-    later :func:`~trainattn.meta_train.meta_train` call on ``out_dir`` with the
+    later :func:`~trainattn.protocols.meta_training.meta_train` call on ``out_dir`` with the
     same config finds the run finished. Returns ``{stage: {corpus: shares}}``.
     """
-    out_dir = Path(out_dir)
-    cache = out_dir / "shares.json"
-    saved = read_json(cache) if cache.is_file() else {}
+    documents = {name: [d.get("text", d) if isinstance(d, dict) else d for d in docs]
+                 for name, docs in corpora.items()}
+    run = Run(Path(out_dir), run_identity(config, data=data_fingerprint(train), max_length=max_length,
+                                          corpora=hashlib.sha256(json.dumps(documents, sort_keys=True,
+                                                                            default=str).encode()).hexdigest()))
+    saved = run.read_result("shares.json") or {}
     for stage in sorted(set(stages)):
         if str(stage) in saved:
             continue
@@ -232,7 +243,7 @@ def staged_shares(config, learner, train, out_dir, stages: list[int], corpora: d
                              "shares were not saved; delete the folder to measure the stages again")
         saved[str(stage)] = {name: phi_shares(learner.phi, learner.tokenizer, docs, max_length)
                              for name, docs in corpora.items()}
-        write_json_atomic(cache, saved)
+        run.write_result(saved, "shares.json")
     return {int(k): v for k, v in saved.items() if int(k) in stages}
 
 
@@ -304,7 +315,7 @@ class OpenQuestionRuns:
 
     ``base_model`` stays untouched: every run gets a deep copy (:meth:`load_theta`)
     and every φ copies the layers it keeps (:meth:`make_phi`). TAALM runs go to
-    ``<run_dir>/<group>/<name>/`` through :func:`trainattn.ablations.run_variant`
+    ``<run_dir>/<group>/<name>/`` through :func:`trainattn.studies.ablations.run_variant`
     (resumable, locked per run) and are measured with :func:`measured`.
     """
 
@@ -326,7 +337,7 @@ class OpenQuestionRuns:
     def trained_phi(self, cfg: PhiConfig, meta_dir) -> TrainAttention:
         """φ as a finished meta-training run in ``meta_dir`` left it (eval mode)."""
         phi = self.make_phi(cfg, self.base_meta.seed)
-        load_phi_tensors(phi, Path(meta_dir) / "checkpoint" / "phi.safetensors")
+        load_phi_tensors(phi, phi_file(meta_dir))
         return phi.eval()
 
     def taalm_run(self, group: str, train: list[MetaExample], name: str = "base",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
-from .plots import save_figure
-from .token_categories import CATEGORIES
+from trainattn.data.token_categories import CATEGORIES
+from trainattn.report.figures import save_figure
 
 
 def compare(a: float, b: float, tol: float) -> str:

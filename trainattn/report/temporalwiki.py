@@ -1,8 +1,8 @@
 """TemporalWiki beside the paper: Table 2 as results, the side-by-side rows, the per-period figure.
 
-Inputs are :func:`trainattn.twiki.run_temporalwiki` results (``{"method", "source", "results":
+Inputs are :func:`trainattn.protocols.temporalwiki.run_temporalwiki` results (``{"method", "source", "results":
 [{"period", "changed", "unchanged", "avg"}, ...]}``), by method name, and optionally the
-untrained θ's scores per period (``{period: trainattn.twiki.score_period(...)}``). NLL is the
+untrained θ's scores per period (``{period: trainattn.protocols.temporalwiki.score_period(...)}``). NLL is the
 mean object-token NLL, the paper's "ppl"; lower is better.
 """
 
@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .paper import TWIKI_TABLE2
-from .plots import save_figure
+from trainattn.report.figures import save_figure
+from trainattn.report.paper import TWIKI_TABLE2
 
 KINDS = ("unchanged", "changed", "avg")
 
 
 def paper_twiki_result(method: str) -> dict | None:
     """The paper's Table 2 row of ``method`` in the shape of a run's result (``None`` if absent)."""
-    from .methods import canonical_method_name
+    from trainattn.methods import canonical_method_name
 
     wanted = canonical_method_name(method)
     for name, periods in TWIKI_TABLE2.items():

@@ -4,7 +4,7 @@ Used to ask where φ puts its weight. The rules, in order of priority, for each
 token (a token belongs to the first word, ``\\w+`` run, its characters overlap):
 
 1. ``answer``   — the token is part of the probe's answer (the object span the
-   caller marks, e.g. :attr:`~trainattn.spans.EncodedBatch.object_mask`);
+   caller marks, e.g. :attr:`~trainattn.core.spans.EncodedBatch.object_mask`);
 2. ``number``   — its word contains a digit;
 3. ``function`` — its word, lower-cased, is in :data:`FUNCTION_WORDS`
    (articles, pronouns, prepositions, conjunctions, auxiliaries);

@@ -1,30 +1,29 @@
 """Many LAMA-CKL runs (methods × seeds) in one resumable folder, and their summary.
 
-Layout: ``<run_root>/seed-<k>/<method>/`` holds one :func:`~trainattn.ckl.run_lama_ckl`
+Layout: ``<run_root>/seed-<k>/<method>/`` holds one :func:`~trainattn.protocols.lama_ckl.run_lama_ckl`
 run (its per-epoch checkpoint and ``result.json``). A finished run is read back,
-not recomputed, after checking that it was made with the same config and, for
-methods that use φ, the same φ (SHA-256 of its tensors). An unfinished run
+not recomputed, when the run store (:mod:`trainattn.protocols.store`) finds the
+same identity: config, method, data and, for methods that use φ, the same φ
+(:func:`~trainattn.protocols.store.phi_fingerprint`). An unfinished run
 resumes from its last epoch. So a grid can be stopped at any point and run
 again, by a script, the CLI or a notebook, and loses no finished work.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .ckl import run_lama_ckl
-from .config import CKLConfig, to_dict
-from .errors import TrainattnError
-from .locks import run_lock
-from .methods import canonical_method_name, make_method
-from .report import summarise
-from .results import read_json, write_json_atomic
+from trainattn.config import CKLConfig
+from trainattn.methods import canonical_method_name, make_method
+from trainattn.protocols.lama_ckl import run_lama_ckl
+from trainattn.protocols.store import Run, data_fingerprint, phi_fingerprint, run_identity
 
 SUMMARY_KEYS = ("top_acc_mean", "top_acc_std", "epoch_mean", "nf_acc_mean",
                 "total_knowledge_mean", "total_knowledge_std", "seeds")
@@ -33,20 +32,6 @@ SUMMARY_KEYS = ("top_acc_mean", "top_acc_std", "epoch_mean", "nf_acc_mean",
 def uses_phi(method: str) -> bool:
     """True if the (possibly composite) method weights tokens with φ."""
     return "taalm" in canonical_method_name(method).split("+")
-
-
-def phi_fingerprint(phi_run: str | Path) -> str:
-    """SHA-256 of a meta-training run's ``phi.safetensors`` (the φ a TAALM run used)."""
-    folder = Path(phi_run)
-    path = folder / "checkpoint" / "phi.safetensors"
-    if not path.is_file():
-        path = folder / "phi.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{phi_run}: no trained φ (checkpoint/phi.safetensors); meta-train it first "
-            "(notebook 03_meta_training or `trainattn meta-train --out ...`)"
-        )
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_dir_for(run_root: str | Path, method: str, seed: int) -> Path:
@@ -89,11 +74,11 @@ def run_lama_ckl_grid(
                              phi_checkpoint=str(phi_run) if needs_phi else None)
             phi_sha = phi_fingerprint(phi_run) if needs_phi else None
             out = run_dir_for(run_root, method, seed)
-            finished = out / "result.json"
-            with run_lock(out):  # another process computing this run: wait, then read it back
-                if finished.is_file():
-                    result = read_json(finished)
-                    _check_reusable(finished, result, config, phi_sha)
+            run = Run(out, run_identity(config, method=canonical_method_name(method), phi_sha256=phi_sha,
+                                        data=data_fingerprint(to_learn_rows, not_to_forget_rows)))
+            with run.lock():  # another process computing this run: wait, then read it back
+                result = run.read_result()
+                if result is not None:
                     state = "read back"
                 else:
                     model, tokenizer = load_model()
@@ -101,10 +86,9 @@ def run_lama_ckl_grid(
                     strategy = make_method(method, load_phi=load_phi)
                     result = run_lama_ckl(config, model, tokenizer, to_learn_rows, not_to_forget_rows, strategy,
                                           out_dir=out, review_rows=review_rows, progress=progress)
-                    result["phi_sha256"] = phi_sha
-                    write_json_atomic(finished, result)
                     del model
                     state = f"{sum(t['train_s'] + t['eval_s'] for t in result['timings']) / 60:.1f} min"
+            result["phi_sha256"] = phi_sha
             results.append(result)
             if log is not None:
                 m = result["metrics"]["test_chosen"]
@@ -113,23 +97,36 @@ def run_lama_ckl_grid(
     return results
 
 
-def _check_reusable(path: Path, result: dict, config: CKLConfig, phi_sha: str | None) -> None:
-    if result.get("config") != to_dict(config):
-        raise TrainattnError(
-            f"{path}: made with a different config than this grid asks for; "
-            "use another run_root or delete that run folder to recompute it"
-        )
-    if result.get("phi_sha256") != phi_sha:
-        raise TrainattnError(
-            f"{path}: made with another φ (sha256 {str(result.get('phi_sha256'))[:12]}…, now "
-            f"{str(phi_sha)[:12]}…); delete that run folder to recompute it with the current φ"
-        )
+def summarise(results: list[dict]) -> dict[str, dict]:
+    """Per method: mean and sample std (n - 1) over seeds of the paper's metrics (test-curve choice)."""
+    by_method = defaultdict(list)
+    for r in results:
+        by_method[r["method"]].append(r)
+    summary = {}
+    for method, runs in by_method.items():
+        metrics = [r["metrics"]["test_chosen"] for r in runs]
+
+        def stat(key, runs=metrics):
+            values = np.array([m[key] for m in runs if m[key] is not None], dtype=float)
+            if not len(values):
+                return float("nan"), float("nan")
+            # sample standard deviation (n - 1), 0 for a single seed
+            return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+        top, epoch, nf, total = (stat(k) for k in ("top_acc", "epoch", "nf_acc", "total_knowledge"))
+        summary[method] = {
+            "top_acc_mean": top[0], "top_acc_std": top[1], "epoch_mean": epoch[0],
+            "nf_acc_mean": nf[0], "total_knowledge_mean": total[0], "total_knowledge_std": total[1],
+            "seeds": sorted(r["seed"] for r in runs),
+            "labels": runs[0].get("labels", {}),
+        }
+    return summary
 
 
 def lama_ckl_summary(results: list[dict]) -> dict[str, dict]:
-    """Per method: the keys of :data:`SUMMARY_KEYS` (mean / population std over seeds, test-curve metrics).
+    """Per method: the keys of :data:`SUMMARY_KEYS` (mean / sample std over seeds, test-curve metrics).
 
-    NaN becomes ``None`` when written with :func:`~trainattn.results.write_json_atomic`.
+    NaN becomes ``None`` when written with :func:`~trainattn.files.write_json_atomic`.
     """
     summary = summarise(results)
     return {m: {k: s[k] for k in SUMMARY_KEYS} | {"labels": s["labels"]} for m, s in summary.items()}
@@ -137,7 +134,7 @@ def lama_ckl_summary(results: list[dict]) -> dict[str, dict]:
 
 def disjoint_review_rows(to_learn_rows, not_to_forget_rows, data_dir=None) -> list[dict]:
     """MixReview's default replay pool: released invariant rows not among the tested facts."""
-    from .data.tailor import load_released_rows
+    from trainattn.data.tailor import load_released_rows
 
     tested = {r["uuid"] for r in list(to_learn_rows) + list(not_to_forget_rows)}
     return [r for r in load_released_rows(data_dir=data_dir) if r["invariant"] and r["uuid"] not in tested]

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .evaluate import lm_logits
-from .losses import known_token_mask, oracle_weights, per_token_nll
-from .spans import encode_with_objects
+from trainattn.core.evaluate import lm_logits
+from trainattn.core.losses import known_token_mask, oracle_weights, per_token_nll
+from trainattn.core.spans import encode_with_objects
 
 
 @dataclass

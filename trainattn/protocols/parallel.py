@@ -1,4 +1,4 @@
-"""Data-parallel helpers for the CKL loop (:mod:`trainattn.ckl`) under ``accelerate launch``.
+"""Data-parallel helpers for the CKL loop (:mod:`trainattn.protocols.lama_ckl`) under ``accelerate launch``.
 
 Design: θ is **not** wrapped in DDP. Every process holds a full replica of θ
 (and of the method's state: RHO-1's reference tensors, RecAdam's anchors, a
@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import torch
 
-from .methods import TrainBatch
-from .spans import EncodedBatch
+from trainattn.core.spans import EncodedBatch
+from trainattn.methods import TrainBatch
 
 
 def rank_world(accelerator) -> tuple[int, int]:
@@ -83,7 +83,7 @@ class GradientSync:
         world: the number of processes.
 
     Use :meth:`for_step` to get the ``backward`` callable that
-    :func:`~trainattn.ckl.train_step` expects.
+    :func:`~trainattn.protocols.lama_ckl.train_step` expects.
     """
 
     def __init__(self, params, world: int):

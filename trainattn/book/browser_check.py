@@ -1,11 +1,11 @@
 """Open the built book in headless Chromium: a screenshot per chapter, and what rendered.
 
-    python -m trainattn.browser_check _build/html [--screenshots DIR] [--toc _toc.yml]
+    python -m trainattn.book.browser_check _build/html [--screenshots DIR] [--mathjax DIR]
 
 For every page named in ``_toc.yml``, the page is loaded from ``file://`` in a
-real browser (Chromium, driven over the DevTools protocol through a pipe, so no
-driver package is needed), a full-page PNG is saved, and the rendered DOM is
-checked:
+real browser (the system's Chromium, driven by Playwright's sync API through
+``executable_path``: no browser is downloaded), a full-page PNG is saved, and
+the page is checked:
 
 * figures: every local ``<img>`` in the article loaded (``naturalWidth > 0``),
   and there are at least as many as the page's source produces (markdown
@@ -14,32 +14,29 @@ checked:
   (markdown tables, HTML tables in outputs);
 * no error on the page: error or stderr output blocks, traceback text in an
   output, docutils system messages, unresolved references, MathJax errors,
-  citations that rendered empty (``[]``).
+  citations that rendered empty (``[]``);
+* no error in the browser: a console message of type ``error`` or an uncaught
+  JavaScript exception fails the page, with its text.
 
 Remote images (the "Open in Colab" badge) and MathJax (loaded from a CDN) need
-the network; offline they are reported as notes, not failures. With
-``--mathjax DIR`` (or ``$TRAINATTN_MATHJAX``), the root of a local copy of the
-``mathjax@3`` npm package (``npm pack mathjax@3``), the browser is served that
-copy in place of the CDN, so that math is typeset offline too and untypeset
-math becomes a failure. The parsing and checking functions are pure and tested
-without a browser (``tests/test_browser_check.py``).
+the network; offline they are reported as notes, not failures, and so are the
+console's "Failed to load resource" errors for remote URLs. With ``--mathjax
+DIR`` (or ``$TRAINATTN_MATHJAX``), the root of a local copy of the ``mathjax@3``
+npm package (``npm pack mathjax@3``), the browser is served that copy in place
+of the CDN, so that math is typeset offline too and untypeset math becomes a
+failure. Exit status: 0 every page passed, 1 some page failed, 2 no built book,
+no Chromium or a browser error. Everything but :class:`Browser` is pure and
+tested without a browser (``tests/test_browser_check.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
-import fcntl
 import json
 import os
 import re
-import select
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -334,13 +331,20 @@ def analyse_html(html: str) -> PageAnalysis:
 
 @dataclass
 class Rendered:
-    """What the browser saw: the DOM after load, each article image's state, notes."""
+    """What the browser saw: the DOM after load, each article image's state, notes.
+
+    ``console_errors`` are the page's console messages of type ``error``
+    (``{"text", "url"}``, the URL of the script or resource it names) and
+    ``page_errors`` its uncaught JavaScript exceptions; :func:`check_page` judges them.
+    """
 
     dom: str
     images: list[dict] = field(default_factory=list)  # {"src", "loaded", "remote"}
     notes: list[str] = field(default_factory=list)
     screenshot: Path | None = None
     problems: list[str] = field(default_factory=list)  # found by the browser itself
+    console_errors: list[dict] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -360,8 +364,46 @@ class PageResult:
         return not self.problems
 
 
+# Browser errors that Jupyter Book 1.x's own theme stack raises (seen with sphinx-book-theme 1.3,
+# pydata-sphinx-theme 0.17, sphinx-thebe 0.3): notes, not failures.
+KNOWN_THEME_ERRORS = (
+    # sphinx-thebe's inline config script is added twice, so its second `const` throws
+    re.compile(r"SyntaxError: Identifier 'THEBE_JS_URL' has already been declared"),
+    # pydata-sphinx-theme on a browser profile's first page (no theme mode stored yet)
+    re.compile(r"Got invalid theme mode: \. Resetting to auto\."),
+)
+
+
+def _offline(message: dict) -> bool:
+    """A console error that only says a remote resource did not load (no network)."""
+    return message["text"].startswith("Failed to load resource") and _remote(message.get("url", ""))
+
+
+def browser_errors(rendered: Rendered, remote_broken: tuple[str, ...] | list[str] = ()
+                   ) -> tuple[list[str], list[str]]:
+    """The page's console errors and uncaught exceptions as (problems, notes).
+
+    Each one is a problem, except a remote resource that failed to load (a note:
+    offline; none for an image already noted among ``remote_broken``) and the
+    theme's own :data:`KNOWN_THEME_ERRORS` (notes).
+    """
+    problems, notes = [], []
+    errors = [(f"console error: {m['text']}", m) for m in rendered.console_errors]
+    errors += [(f"uncaught JavaScript error: {e}", {"text": e}) for e in rendered.page_errors]
+    for text, message in errors:
+        if _offline(message):
+            if message.get("url") not in remote_broken:
+                notes.append(f"remote resource not loaded (offline?): {message['url']}")
+        elif any(known.fullmatch(message["text"]) for known in KNOWN_THEME_ERRORS):
+            notes.append(f"known theme error, ignored: {message['text']}")
+        else:
+            problems.append(text)
+    return problems, notes
+
+
 def check_page(name: str, expected: Expectation, rendered: Rendered) -> PageResult:
-    """Compare what rendered with what the source produces, and list errors on the page."""
+    """Compare what rendered with what the source produces, and list errors on the page
+    (and in the browser: see :func:`browser_errors`)."""
     analysis = analyse_html(rendered.dom)
     problems = list(analysis.problems) + list(rendered.problems)
     notes = list(rendered.notes)
@@ -370,6 +412,9 @@ def check_page(name: str, expected: Expectation, rendered: Rendered) -> PageResu
     problems += [f"image did not load: {src}" for src in broken]
     remote_broken = [i["src"] for i in rendered.images if i.get("remote") and not i.get("loaded")]
     notes += [f"remote image not loaded (offline?): {src}" for src in remote_broken]
+    more_problems, more_notes = browser_errors(rendered, remote_broken)
+    problems += more_problems
+    notes += more_notes
     figures = len(local) - len(broken)
     if figures < expected.figures:
         problems.append(f"{figures} figure(s) rendered, the source has {expected.figures}")
@@ -390,10 +435,11 @@ def find_chromium() -> str | None:
 
 
 class BrowserError(RuntimeError):
-    """Chromium failed to start, answered with an error, or timed out."""
+    """Playwright is missing, or Chromium failed to start or to render a page."""
 
 
-_PAGE_STATE_JS = """(() => {
+# the article's images and untypeset math, and whether MathJax is there, after load
+_PAGE_STATE_JS = """() => {
   const root = document.querySelector('article.bd-article') || document.querySelector('main')
     || document.body;
   const images = [...root.querySelectorAll('img')].map(img => {
@@ -401,188 +447,99 @@ _PAGE_STATE_JS = """(() => {
     return {src, loaded: img.complete && img.naturalWidth > 0, remote: /^(https?:)?\\/\\//.test(src)};
   });
   const rawMath = [...root.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length;
-  return JSON.stringify({dom: document.documentElement.outerHTML, images, rawMath,
-                         mathjax: typeof MathJax !== 'undefined' && !!MathJax.typesetPromise});
-})()"""
+  return {dom: document.documentElement.outerHTML, images, rawMath,
+          mathjax: typeof MathJax !== 'undefined' && !!MathJax.typesetPromise};
+}"""
+# let a lazy image or MathJax finish
+_SETTLE_JS = """() => new Promise(r => setTimeout(r, 300))
+  .then(() => window.MathJax && MathJax.startup && MathJax.startup.promise)
+  .then(() => null, () => null)"""
 
 
-class Chromium:
-    """Headless Chromium over the DevTools protocol on a pipe (``--remote-debugging-pipe``).
+class Browser:
+    """Headless system Chromium driven by Playwright; one fresh tab per rendered page.
 
-    Messages are JSON objects terminated by a NUL byte; Chromium reads commands
-    on its fd 3 and writes answers and events on its fd 4.
+    ``mathjax``: a local ``mathjax@3`` package root whose files answer the
+    requests to :data:`MATHJAX_CDN` (others under it fail).
     """
 
     def __init__(self, executable: str, width: int = 1280, timeout: float = 30.0,
                  mathjax: str | Path | None = None):
+        try:
+            from playwright.sync_api import Error, sync_playwright
+            from playwright.sync_api import TimeoutError as PlaywrightTimeout
+        except ImportError as err:
+            raise BrowserError("the playwright package is missing (pip install playwright); "
+                               "its browser download is not needed") from err
+        self._error, self._timeout_error = Error, PlaywrightTimeout  # the second subclasses the first
         self.width, self.timeout = width, timeout
         self.mathjax = Path(mathjax) if mathjax else None
-        self._profile = tempfile.mkdtemp(prefix="trainattn-chromium-")
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        # move the child's ends above 10 so that dup2 onto 3 and 4 cannot clobber them
-        child_in, child_out = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child_r, from_child_w))
-        os.close(to_child_r)
-        os.close(from_child_w)
+        self._playwright = sync_playwright().start()
+        try:
+            self._browser = self._playwright.chromium.launch(
+                executable_path=executable, timeout=timeout * 1000, args=["--disable-gpu"])
+            self._context = self._browser.new_context(viewport={"width": width, "height": 900})
+            self._context.set_default_timeout(timeout * 1000)
+            if self.mathjax is not None:
+                self._context.route(lambda url: url.startswith(MATHJAX_CDN), self._serve_mathjax)
+        except Error as err:
+            self._playwright.stop()
+            raise BrowserError(f"Chromium ({executable}) did not start: {err}") from err
 
-        def wire():
-            os.dup2(child_in, 3)
-            os.dup2(child_out, 4)
-
-        cmd = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-               "--disable-background-networking", "--hide-scrollbars", "--mute-audio",
-               "--force-color-profile=srgb", f"--user-data-dir={self._profile}",
-               f"--window-size={width},900", "--remote-debugging-pipe", "about:blank"]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, preexec_fn=wire, pass_fds=(3, 4))
-        os.close(child_in)
-        os.close(child_out)
-        self._w, self._r = to_child_w, from_child_r
-        self._buffer = b""
-        self._events: list[dict] = []
-        self._next_id = 0
-        self.session = None
-
-    # -- protocol
-    def _read_message(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BrowserError("timed out waiting for Chromium")
-            ready, _, _ = select.select([self._r], [], [], left)
-            if ready:
-                chunk = os.read(self._r, 1 << 20)
-                if not chunk:
-                    err = self._proc.stderr.read().decode(errors="replace")[-2000:] if self._proc.poll() is not None else ""
-                    raise BrowserError(f"Chromium closed the pipe (exit {self._proc.poll()}): {err}")
-                self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def _send(self, method: str, params: dict | None = None, session: str | None = None) -> int:
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self._w, json.dumps(message).encode() + b"\0")
-        return self._next_id
-
-    def _event(self, message: dict) -> None:
-        """Keep an event, except a paused MathJax request: answer that from the local copy."""
-        if message["method"] != "Fetch.requestPaused":
-            self._events.append(message)
-            return
-        params = message["params"]
-        url = params["request"]["url"].split("?", 1)[0]
-        local = self.mathjax / url[len(MATHJAX_CDN):] if url.startswith(MATHJAX_CDN) else None
-        if local is not None and local.is_file():
-            kind = "application/javascript" if local.suffix == ".js" else "font/woff2"
-            self._send("Fetch.fulfillRequest", {
-                "requestId": params["requestId"], "responseCode": 200,
-                "responseHeaders": [{"name": "Content-Type", "value": kind},
-                                    {"name": "Access-Control-Allow-Origin", "value": "*"}],
-                "body": base64.b64encode(local.read_bytes()).decode()}, message.get("sessionId"))
+    def _serve_mathjax(self, route) -> None:
+        local = self.mathjax / route.request.url.split("?", 1)[0][len(MATHJAX_CDN):]
+        if local.is_file():
+            route.fulfill(path=local, headers={"Access-Control-Allow-Origin": "*"})
         else:
-            self._send("Fetch.failRequest", {"requestId": params["requestId"],
-                                             "errorReason": "FileNotFound"}, message.get("sessionId"))
+            route.abort()
 
-    def call(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float | None = None) -> dict:
-        """Send one command and return its result (events that arrive meanwhile are kept)."""
-        sent = self._send(method, params, session)
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            answer = self._read_message(deadline)
-            if answer.get("id") == sent:
-                if "error" in answer:
-                    raise BrowserError(f"{method}: {answer['error'].get('message')}")
-                return answer.get("result", {})
-            if "method" in answer:
-                self._event(answer)
+    def render(self, html: Path, screenshot: Path | None, max_height: int = 30000) -> Rendered:
+        """Load ``html`` from ``file://``, let it settle, save a full-page PNG, return the state."""
+        console, exceptions, notes = [], [], []
 
-    def wait_event(self, method: str, timeout: float) -> dict | None:
-        """The first event ``method`` of the page's session, or ``None`` after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, event in enumerate(self._events):
-                if event["method"] == method and event.get("sessionId") == self.session:
-                    return self._events.pop(i)
+        def on_console(message) -> None:
+            if message.type == "error":
+                console.append({"text": message.text, "url": message.location.get("url", "")})
+
+        def on_page_error(exception) -> None:
+            exceptions.append(f"{exception.name}: {exception.message}" if exception.name
+                              else exception.message)
+
+        page = self._context.new_page()
+        page.on("console", on_console)
+        page.on("pageerror", on_page_error)
+        try:
             try:
-                message = self._read_message(deadline)
-            except BrowserError:
-                return None
-            if "method" in message:
-                self._event(message)
-
-    # -- pages
-    def open_page(self) -> None:
-        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page.enable", "Runtime.enable"):
-            self.call(domain, session=self.session)
-        if self.mathjax is not None:
-            self.call("Fetch.enable", {"patterns": [{"urlPattern": MATHJAX_CDN + "*"}]},
-                      session=self.session)
-
-    def _evaluate(self, expression: str, await_promise: bool = False):
-        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                                "awaitPromise": await_promise}, session=self.session)
-        return result.get("result", {}).get("value")
-
-    def render(self, html: Path, screenshot: Path | None, max_height: int = 30000,
-               load_timeout: float = 30.0) -> Rendered:
-        """Load ``html`` from ``file://``, let it settle, save a full-page PNG, return the DOM."""
-        if self.session is None:
-            self.open_page()
-        s = self.session
-        self._events.clear()
-        self.call("Emulation.setDeviceMetricsOverride", {"width": self.width, "height": 900,
-                                                         "deviceScaleFactor": 1, "mobile": False}, session=s)
-        self.call("Page.navigate", {"url": Path(html).resolve().as_uri()}, session=s)
-        notes = []
-        if self.wait_event("Page.loadEventFired", load_timeout) is None:
-            notes.append(f"the load event did not fire within {load_timeout:.0f} s")
-        height = self.call("Page.getLayoutMetrics", session=s)["cssContentSize"]["height"]
-        height = int(min(max(height, 900), max_height))
-        self.call("Emulation.setDeviceMetricsOverride", {"width": self.width, "height": height,
-                                                         "deviceScaleFactor": 1, "mobile": False}, session=s)
-        # let a lazy image or MathJax finish; then read the page's state
-        self._evaluate("new Promise(r => setTimeout(r, 300)).then(() => window.MathJax"
-                       " && MathJax.startup && MathJax.startup.promise)", await_promise=True)
-        state = json.loads(self._evaluate(_PAGE_STATE_JS))
-        exceptions = [e for e in self._events if e["method"] == "Runtime.exceptionThrown"]
-        for e in exceptions:
-            details = e["params"]["exceptionDetails"]
-            text = (details.get("exception") or {}).get("description") or details.get("text", "")
-            where = details.get("url", "").rsplit("/", 1)[-1]
-            notes.append(f"JavaScript exception ({where}): {text.splitlines()[0] if text else '?'}")
+                page.goto(Path(html).resolve().as_uri(), wait_until="load")
+            except self._timeout_error:
+                notes.append(f"the load event did not fire within {self.timeout:.0f} s")
+            # a viewport as tall as the page: every image is in view (lazy ones load too)
+            height = page.evaluate("() => document.documentElement.scrollHeight")
+            page.set_viewport_size({"width": self.width, "height": int(min(max(height, 900), max_height))})
+            page.evaluate(_SETTLE_JS)
+            state = page.evaluate(_PAGE_STATE_JS)
+            if screenshot is not None:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=screenshot, timeout=120_000)
+        except self._error as err:
+            raise BrowserError(f"{html}: {err}") from err
+        finally:
+            page.close()
+        problems = []
         if state["rawMath"] and self.mathjax is None and not state["mathjax"]:
             notes.append(f"MathJax not loaded (offline?): {state['rawMath']} math element(s) shown as TeX")
         elif state["rawMath"]:
-            state["problems"] = [f"{state['rawMath']} math element(s) not typeset by MathJax"]
-        if screenshot is not None:
-            shot = self.call("Page.captureScreenshot", {"format": "png"}, session=s, timeout=120)
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            screenshot.write_bytes(base64.b64decode(shot["data"]))
-        return Rendered(state["dom"], state["images"], notes, screenshot, state.get("problems", []))
+            problems.append(f"{state['rawMath']} math element(s) not typeset by MathJax")
+        return Rendered(state["dom"], state["images"], notes, screenshot, problems, console, exceptions)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.call("Browser.close", timeout=5)
-        with contextlib.suppress(Exception):
-            self._proc.wait(timeout=10)
-        if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        for fd in (self._w, self._r):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        if self._proc.stderr:
-            self._proc.stderr.close()
-        shutil.rmtree(self._profile, ignore_errors=True)
+        """Close Chromium and stop Playwright."""
+        try:
+            self._browser.close()
+        finally:
+            self._playwright.stop()
 
-    def __enter__(self) -> Chromium:
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -612,7 +569,7 @@ def check_book(html_dir: str | Path, screenshots: str | Path | None = None,
         raise BrowserError("no Chromium found: install it (Debian: apt-get install chromium) "
                            "or set TRAINATTN_CHROMIUM to its path")
     results = []
-    with Chromium(executable, mathjax=mathjax) as browser:
+    with Browser(executable, mathjax=mathjax) as browser:
         for chapter in chapters(html_dir, toc):
             expected = source_expectation(chapter.source) if chapter.source else Expectation()
             if not chapter.html.is_file():
@@ -638,7 +595,7 @@ def format_results(results: list[PageResult]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainattn.browser_check",
+    parser = argparse.ArgumentParser(prog="python -m trainattn.book.browser_check",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("html_dir", nargs="?", default="_build/html", help="the built book (HTML)")
     parser.add_argument("--screenshots", default=None,

@@ -8,7 +8,7 @@ A variant changes the base :class:`~trainattn.config.MetaConfig` (and its
    ``<run_dir>/<owner>/meta``, where ``owner`` is the first variant of the table
    with the same MetaConfig: a variant that only changes θ's training, such as
    known-token masking, reuses that φ instead of training an identical one);
-2. validates φ on held-out meta-pool documents (:func:`~trainattn.meta_train.validate`:
+2. validates φ on held-out meta-pool documents (:func:`~trainattn.protocols.meta_training.validate`:
    a fresh θ trained with φ's weights vs uniform weights, never the TO-LEARN
    test probes), with known-token masking as in the variant's CKL runs;
 3. runs TAALM with that φ on a LAMA-CKL split (``<run_dir>/<variant>/ckl``),
@@ -21,8 +21,6 @@ recomputed; an unfinished one resumes its meta-training or its CKL run.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import statistics
 from collections.abc import Callable, Mapping
@@ -31,18 +29,17 @@ from pathlib import Path
 
 import torch
 
-from .ckl import run_lama_ckl
-from .config import CKLConfig, MetaConfig, to_dict
-from .inner import make_inner_optimizer
-from .locks import run_lock
-from .losses import per_token_nll, token_weighted_loss, uniform_weights
-from .meta import MetaExample, MetaLearner, theta_logits
-from .meta_train import meta_train, validate
-from .methods import make_method
-from .models import add_lora, trainable_tensors
-from .plots import save_figure
-from .results import read_json, write_json_atomic
-from .spans import encode_with_objects
+from trainattn.config import CKLConfig, MetaConfig, to_dict
+from trainattn.core.inner import make_inner_optimizer
+from trainattn.core.lora import add_lora, trainable_tensors
+from trainattn.core.losses import per_token_nll, token_weighted_loss, uniform_weights
+from trainattn.core.meta import MetaExample, MetaLearner, theta_logits
+from trainattn.core.spans import encode_with_objects
+from trainattn.methods import make_method
+from trainattn.protocols.lama_ckl import run_lama_ckl
+from trainattn.protocols.meta_training import meta_train, validate
+from trainattn.protocols.store import Run, data_fingerprint, run_identity, run_lock
+from trainattn.report.figures import save_figure
 
 
 @dataclass(frozen=True)
@@ -150,26 +147,6 @@ ROW_KEYS = (
 )
 
 
-def data_fingerprint(*groups) -> str:
-    """SHA-256 of the uuids (or documents) of each group of examples/rows, in order."""
-    digest = hashlib.sha256()
-    for group in groups:
-        keys = [(e.uuid or e.document) if isinstance(e, MetaExample) else e["uuid"] for e in group]
-        digest.update(("\n".join(keys) + "\0").encode())
-    return digest.hexdigest()
-
-
-def _read_cached(path: Path, identity: dict) -> dict | None:
-    """The JSON at ``path`` if it was written with ``identity``; an error if with another one."""
-    if not path.is_file():
-        return None
-    saved = read_json(path)
-    if saved.get("identity") != json.loads(json.dumps(identity)):
-        raise ValueError(f"{path} was written with other settings or data; use another run_dir "
-                         "or delete that folder to recompute it")
-    return saved
-
-
 def ckl_numbers(result: dict) -> dict:
     m = result["metrics"]["test_chosen"]
     seconds = sum(t["train_s"] + t["eval_s"] for t in result["timings"])
@@ -212,11 +189,12 @@ def run_variant(
                       n_to_learn=len(to_learn), n_not_to_forget=len(not_to_forget))
     # validation trains θ with φ's weights: known-token masking as in the CKL runs
     val_cfg = replace(meta_cfg, val_known_masking=ckl_cfg.known_masking)
-    identity = {"variant": name, "meta": to_dict(meta_cfg), "validation": to_dict(val_cfg), "ckl": to_dict(ckl_cfg),
-                "data_sha256": data_fingerprint(train, val, to_learn, not_to_forget)}
+    data = data_fingerprint(train, val, to_learn, not_to_forget)
     folder = run_dir / name
-    with run_lock(folder):  # another process computing this variant: wait, then read it back
-        cached = _read_cached(folder / "row.json", identity)
+    run = Run(folder, run_identity(variant=name, meta=to_dict(meta_cfg), validation=to_dict(val_cfg),
+                                   ckl=to_dict(ckl_cfg), data=data))
+    with run.lock():  # another process computing this variant: wait, then read it back
+        cached = run.read_result("row.json")
         if cached is not None:
             return cached["row"]
 
@@ -230,12 +208,12 @@ def run_variant(
         if not meta["finished"]:
             raise RuntimeError(f"{meta_dir}: meta-training stopped at step {meta['step']}")
 
-        validation_id = {k: identity[k] for k in ("validation", "data_sha256")}
-        saved = _read_cached(folder / "validation.json", validation_id)
+        validation_run = Run(folder, run_identity(validation=to_dict(val_cfg), data=data))
+        saved = validation_run.read_result("validation.json")
         if saved is None:
             learner.config = val_cfg  # the same θ₀ and φ; only the validation settings differ
             report = validate(learner, val)
-            write_json_atomic(folder / "validation.json", {"identity": validation_id, "validation": report})
+            validation_run.write_result({"validation": report}, "validation.json")
         else:
             report = saved["validation"]
         del theta, learner
@@ -255,7 +233,7 @@ def run_variant(
             "weight_object": report["weight_object"], "weight_other": report["weight_other"],
             **ckl_numbers(result),
         }
-        write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
+        run.write_result({"row": row}, "row.json")
         return row
 
 
@@ -274,16 +252,16 @@ def run_reference(
     """A φ-free CKL run (e.g. ``"finetune"``) at the same scale, in ``<run_dir>/<method>/``: its numbers."""
     config = replace(base_ckl, method=method, phi_checkpoint=None,
                      n_to_learn=len(to_learn), n_not_to_forget=len(not_to_forget))
-    identity = {"ckl": to_dict(config), "data_sha256": data_fingerprint(to_learn, not_to_forget)}
     folder = Path(run_dir) / method
-    with run_lock(folder):
-        cached = _read_cached(folder / "row.json", identity)
+    run = Run(folder, run_identity(ckl=to_dict(config), data=data_fingerprint(to_learn, not_to_forget)))
+    with run.lock():
+        cached = run.read_result("row.json")
         if cached is not None:
             return cached["row"]
         result = run_lama_ckl(config, load_theta(), tokenizer, to_learn, not_to_forget, method,
                               out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
         row = {"variant": method, **ckl_numbers(result)}
-        write_json_atomic(folder / "row.json", {"identity": identity, "row": row})
+        run.write_result({"row": row}, "row.json")
         return row
 
 

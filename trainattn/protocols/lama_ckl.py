@@ -19,7 +19,7 @@ K-Adapter stay untouched); each global batch (exactly the single-process
 batch, Mix-review rows included) is split row-wise across processes and the
 gradients are averaged by a manual all-reduce with per-process loss scaling,
 so each update equals the single-process one up to float rounding (see
-:mod:`trainattn.parallel`). Every process evaluates every probe (cheap, and
+:mod:`trainattn.protocols.parallel`). Every process evaluates every probe (cheap, and
 keeps the replicas' curves identical); only the main process writes
 checkpoints and results, the others wait at a barrier. Dropout masks are
 drawn per process, so with dropout > 0 runs agree in distribution only.
@@ -27,24 +27,20 @@ drawn per process, so with dropout > 0 runs agree in distribution only.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .config import CKLConfig, to_dict
-from .data.lama_ckl import probe_text
-from .evaluate import lm_logits, score_probes
-from .losses import check_finite, per_token_nll, token_weighted_loss
-from .methods import (
+from trainattn.config import CKLConfig, to_dict
+from trainattn.core.evaluate import lm_logits, score_probes
+from trainattn.core.lora import add_lora, trainable_tensors
+from trainattn.core.losses import check_finite, per_token_nll, token_weighted_loss
+from trainattn.core.spans import encode_with_objects
+from trainattn.data.lama_ckl import probe_text
+from trainattn.methods import (
     CompositeMethod,
     Finetune,
     Method,
@@ -53,10 +49,8 @@ from .methods import (
     canonical_method_name,
     make_method,
 )
-from .models import add_lora, trainable_tensors
-from .parallel import GradientSync, barrier, rank_world, shard_batch
-from .results import versions, write_json_atomic, write_text_atomic
-from .spans import encode_with_objects
+from trainattn.protocols.parallel import GradientSync, barrier, rank_world, shard_batch
+from trainattn.protocols.store import Run, data_fingerprint, run_identity, versions
 
 SETS = ("to_learn", "not_to_forget", "val", "to_learn_rest")
 
@@ -142,7 +136,7 @@ def train_step(theta, method: CompositeMethod, optimizer, batch: TrainBatch, ste
     ``batch`` tensors are ``[batch, seq_len]``; an empty batch (a data-parallel
     process without rows this step) contributes only the extra loss.
     ``backward(loss)`` defaults to ``loss.backward()``; a data-parallel one
-    (:meth:`~trainattn.parallel.GradientSync.backward`) returns the global
+    (:meth:`~trainattn.protocols.parallel.GradientSync.backward`) returns the global
     batch loss, which is then checked and returned. Raises
     :class:`~trainattn.errors.NonFiniteLossError` before the update if the
     loss is NaN/inf (on every process together in data-parallel mode).
@@ -179,8 +173,8 @@ def train_epoch(theta, tokenizer, method, optimizer, config: CKLConfig, rows: li
     """Train one epoch (1-based ``epoch``); returns the mean training loss of the global batches.
 
     With an ``accelerator`` of N > 1 processes, each process trains on its
-    shard of every global batch (:func:`~trainattn.parallel.shard_batch`) and
-    gradients are averaged (:class:`~trainattn.parallel.GradientSync`).
+    shard of every global batch (:func:`~trainattn.protocols.parallel.shard_batch`) and
+    gradients are averaged (:class:`~trainattn.protocols.parallel.GradientSync`).
     """
     rank, world = rank_world(accelerator)
     seed = epoch_seed(config.seed, epoch)
@@ -202,7 +196,7 @@ def train_epoch(theta, tokenizer, method, optimizer, config: CKLConfig, rows: li
             losses.append(train_step(theta, method, optimizer, batch, step))
             continue
         local = shard_batch(batch, rank, world)
-        share = world * len(local.rows) / len(batch.rows)  # see trainattn.parallel
+        share = world * len(local.rows) / len(batch.rows)  # see trainattn.protocols.parallel
         losses.append(train_step(theta, method, optimizer, local, step, sync.for_step(share)))
     return float(np.mean(losses))
 
@@ -250,7 +244,7 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
     process writes ``out_dir``. A checkpoint written by a run with another
     number of processes resumes too (the state is replicated, not sharded).
     """
-    method = _resolve_method(config, method)
+    method = resolve_method(config, method)
     main = accelerator is None or accelerator.is_main_process
     progress = progress and main
     if accelerator is not None:
@@ -265,17 +259,16 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
     optimizer = method.make_optimizer(theta, config, context) or torch.optim.AdamW(
         trainable_tensors(theta).values(), lr=config.lr, weight_decay=config.weight_decay)
 
-    identity = _identity(config, method, to_learn_rows, not_to_forget_rows)
-    ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
-    state = _load_checkpoint(ckpt, identity, theta, optimizer, method) if ckpt else None
+    run = ckl_run(config, method, to_learn_rows, not_to_forget_rows, out_dir)
+    state = restore_training_state(run, theta, optimizer, method)
     barrier(accelerator)  # everyone has read the checkpoint before the main process writes one
     if state is None:
         start = time.perf_counter()
         scores = evaluate_theta(theta, tokenizer, config, to_learn_rows, not_to_forget_rows, val_idx, progress)
         state = {"epoch": 0, "curves": _empty_curves(), "timings": []}
         _append(state, scores, None, {"epoch": 0, "train_s": 0.0, "eval_s": time.perf_counter() - start})
-        if ckpt and main:
-            _save_checkpoint(ckpt, identity, state, theta, optimizer, method)
+        if main:
+            save_training_state(run, state, theta, optimizer, method)
         barrier(accelerator)
     epochs = range(state["epoch"] + 1, config.epochs + 1)
     for epoch in tqdm(epochs, desc=f"CKL {method.name}", disable=not progress):
@@ -287,13 +280,13 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
         state["epoch"] = epoch
         state["versions"] = versions()  # who trained the latest epoch: a resumed, finished run keeps it
         _append(state, scores, loss, {"epoch": epoch, "train_s": t1 - t0, "eval_s": time.perf_counter() - t1})
-        if ckpt and main:
-            _save_checkpoint(ckpt, identity, state, theta, optimizer, method)
+        if main:
+            save_training_state(run, state, theta, optimizer, method)
         barrier(accelerator)
 
     result = _result(config, method, state, context, val_idx)
-    if out_dir is not None and main:
-        write_json_atomic(Path(out_dir) / "result.json", result)
+    if main:
+        run.write_result(result)
     barrier(accelerator)
     return result
 
@@ -312,7 +305,7 @@ def build_theta(config: CKLConfig, model, method: CompositeMethod):
     return theta
 
 
-def _resolve_method(config: CKLConfig, method) -> CompositeMethod:
+def resolve_method(config: CKLConfig, method) -> CompositeMethod:
     if method is None or isinstance(method, str):
         method = make_method(config.method if method is None else method)
     elif not isinstance(method, CompositeMethod):
@@ -360,53 +353,32 @@ def _result(config, method, state, context, val_idx) -> dict:
 # ---------------------------------------------------------------- checkpoints
 
 
-def _identity(config, method, to_learn_rows, not_to_forget_rows) -> dict:
-    """What a checkpoint must match to be resumed: config, method, and the data's uuids."""
-    digest = hashlib.sha256()
-    for rows in (to_learn_rows, not_to_forget_rows):
-        digest.update(("\n".join(r["uuid"] for r in rows) + "\0").encode())
-    return json.loads(json.dumps({"config": to_dict(config), "method": method.name,
-                                  "data_sha256": digest.hexdigest()}))
+def ckl_run(config: CKLConfig, method: CompositeMethod, to_learn_rows, not_to_forget_rows, out_dir) -> Run:
+    """The run store's view of one LAMA-CKL run: config, method, φ and the data's uuids."""
+    identity = run_identity(config, method=method, phi=method,
+                            data=data_fingerprint(to_learn_rows, not_to_forget_rows))
+    return Run(out_dir, identity)
 
 
-def _save_checkpoint(ckpt: Path, identity, state, theta, optimizer, method) -> None:
-    """Write ``ckpt/epoch-NNNN/`` via a temporary folder, then point ``ckpt/latest`` at it."""
-    ckpt.mkdir(parents=True, exist_ok=True)
-    name = f"epoch-{state['epoch']:04d}"
-    tmp = ckpt / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    tensors = {n: p.detach().cpu().contiguous() for n, p in trainable_tensors(theta).items()}
-    save_file(tensors, tmp / "theta.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    write_json_atomic(tmp / "state.json", {**identity, **state, "method_state": method.state_dict()})
-    shutil.rmtree(ckpt / name, ignore_errors=True)
-    os.replace(tmp, ckpt / name)
-    write_text_atomic(ckpt / "latest", name)
-    for old in ckpt.glob("epoch-*"):
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
+def save_training_state(run: Run, state: dict, theta, optimizer, method) -> None:
+    """Checkpoint θ's trainable tensors, the optimizer, the method's state and ``state`` (epoch, curves)."""
+    run.save_checkpoint(f"epoch-{state['epoch']:04d}", {**state, "method_state": method.state_dict()},
+                        tensors={"theta": trainable_tensors(theta)},
+                        objects={"optimizer": optimizer.state_dict()})
 
 
-def _load_checkpoint(ckpt: Path, identity, theta, optimizer, method) -> dict | None:
-    """Restore θ's trainable tensors, the optimizer and the method; ``None`` if no checkpoint."""
-    if not (ckpt / "latest").is_file():
+def restore_training_state(run: Run, theta, optimizer, method) -> dict | None:
+    """Restore θ's trainable tensors, the optimizer and the method; ``state``, or ``None`` if no checkpoint."""
+    checkpoint = run.load_checkpoint()
+    if checkpoint is None:
         return None
-    folder = ckpt / (ckpt / "latest").read_text().strip()
-    saved = json.loads((folder / "state.json").read_text())
-    for key in identity:
-        if saved.get(key) != identity[key]:
-            raise ValueError(
-                f"{folder} was written by a run with a different {key}; "
-                "use another out_dir or delete the checkpoint to start over"
-            )
-    tensors = load_file(folder / "theta.safetensors")
+    tensors = checkpoint.tensors("theta")
     params = trainable_tensors(theta)
     if set(tensors) != set(params):
-        raise ValueError(f"{folder}: trainable tensors do not match the model being trained")
+        raise ValueError(f"{checkpoint.folder}: trainable tensors do not match the model being trained")
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(tensors[n])
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
-    method.load_state_dict(saved["method_state"])
-    return {k: saved[k] for k in ("epoch", "curves", "timings", "versions") if k in saved}
+    optimizer.load_state_dict(checkpoint.object("optimizer"))
+    method.load_state_dict(checkpoint.state["method_state"])
+    return {k: checkpoint.state[k] for k in ("epoch", "curves", "timings", "versions") if k in checkpoint.state}

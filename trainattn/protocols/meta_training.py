@@ -10,26 +10,35 @@ therefore continues the identical trajectory.
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from .config import MetaConfig, to_dict
-from .evaluate import lm_logits, score_probes
-from .losses import (
+from trainattn.config import MetaConfig, to_dict
+from trainattn.core.evaluate import lm_logits, score_probes
+from trainattn.core.losses import (
     known_token_mask,
     mask_known_tokens,
     per_token_nll,
     token_weighted_loss,
     uniform_weights,
 )
-from .meta import MetaExample, MetaLearner
-from .results import read_json, versions, write_json_atomic
-from .spans import encode_with_objects
+from trainattn.core.meta import MetaExample, MetaLearner
+from trainattn.core.spans import encode_with_objects
+from trainattn.files import read_json
+from trainattn.protocols.store import (
+    PHI_FILE,
+    Run,
+    data_fingerprint,
+    phi_file,
+    run_identity,
+    versions,
+)
+
+# settings that do not change φ's trajectory: a run may be resumed with other values
+_BOOKKEEPING = ("checkpoint_every",)
 
 
 def batch_indices(pool_size: int, meta_batch: int, step: int, seed: int) -> list[int]:
@@ -44,20 +53,19 @@ def batch_indices(pool_size: int, meta_batch: int, step: int, seed: int) -> list
     return out
 
 
-def save_checkpoint(folder: Path, learner: MetaLearner, state: dict) -> None:
-    """Write φ's tensors, φ's optimizer and ``state`` into ``folder`` atomically."""
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({n: p.detach().contiguous() for n, p in learner.phi_params.items()}, tmp / "phi.safetensors")
-    torch.save(learner.phi_optimizer.state_dict(), tmp / "phi_optimizer.pt")
-    write_json_atomic(tmp / "state.json", state)
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+def meta_run(config: MetaConfig, pool, val_examples, drift_pool, out_dir) -> Run:
+    """The run store's view of a meta-training run: its config and its examples.
+
+    ``checkpoint_every`` does not change φ's trajectory, so a run may resume with another value.
+    """
+    data = data_fingerprint(pool, val_examples or [], drift_pool or [])
+    return Run(out_dir, run_identity(config, data=data), ignore=_BOOKKEEPING)
+
+
+def save_checkpoint(run: Run, learner: MetaLearner, state: dict) -> None:
+    """Checkpoint φ's trainable tensors (``phi.safetensors``), φ's optimizer and ``state``."""
+    run.save_checkpoint(f"step-{state['step']:06d}", state, tensors={"phi": learner.phi_params},
+                        objects={"phi_optimizer": learner.phi_optimizer.state_dict()})
 
 
 def best_validation(validations: list[dict]) -> dict:
@@ -69,31 +77,24 @@ def best_validation(validations: list[dict]) -> dict:
     return min(validations, key=lambda v: (v["phi"]["nll"], v["step"]))
 
 
-def save_best(folder: Path, learner: MetaLearner, state: dict) -> None:
-    """Keep φ of the best validation so far as a run folder of its own (``<folder>/checkpoint``).
+def save_best(run: Run, learner: MetaLearner, state: dict) -> None:
+    """Keep φ of the best validation so far as a run folder of its own (``<out>/best``).
 
     ``load_trained_phi(<out>/best)`` loads it, like any meta-training run.
     """
     best = best_validation(state["validations"])
-    folder = Path(folder) / "checkpoint"
-    tmp = folder.with_name("checkpoint.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({n: p.detach().contiguous() for n, p in learner.phi_params.items()}, tmp / "phi.safetensors")
-    write_json_atomic(tmp / "state.json", {"config": state["config"], "step": best["step"], "validation": best})
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    run.save_checkpoint("best", {"config": state["config"], "step": best["step"], "validation": best},
+                        tensors={"phi": learner.phi_params})
 
 
-def load_checkpoint(folder: Path, learner: MetaLearner) -> dict | None:
-    """Restore φ and its optimizer from ``folder`` (or its ``.old`` twin); the saved state."""
-    folder = Path(folder)
-    for candidate in (folder, folder.with_name(folder.name + ".old")):
-        if (candidate / "state.json").is_file():
-            load_phi_tensors(learner.phi, candidate / "phi.safetensors")
-            learner.phi_optimizer.load_state_dict(torch.load(candidate / "phi_optimizer.pt"))
-            return read_json(candidate / "state.json")
-    return None
+def load_checkpoint(run: Run, learner: MetaLearner) -> dict | None:
+    """Restore φ and its optimizer from the run's latest checkpoint; the saved state, or ``None``."""
+    checkpoint = run.load_checkpoint()
+    if checkpoint is None:
+        return None
+    load_phi_tensors(learner.phi, checkpoint.folder / PHI_FILE)
+    learner.phi_optimizer.load_state_dict(checkpoint.object("phi_optimizer"))
+    return checkpoint.state
 
 
 def load_phi_tensors(phi, path) -> None:
@@ -165,14 +166,6 @@ def validate(learner: MetaLearner, examples: list[MetaExample]) -> dict:
     return out
 
 
-# settings that do not change φ's trajectory: a run may be resumed with other values
-_BOOKKEEPING = ("checkpoint_every",)
-
-
-def _training_identity(config: dict | None) -> dict | None:
-    return None if config is None else {k: v for k, v in config.items() if k not in _BOOKKEEPING}
-
-
 def meta_train(
     config: MetaConfig,
     learner: MetaLearner,
@@ -188,20 +181,14 @@ def meta_train(
     ``stop_after`` ends the call after that many meta-steps in total (the run
     can be resumed later), which is how interruption is simulated in tests.
     """
-    out = Path(out_dir) if out_dir is not None else None
-    state = {"step": 0, "history": [], "validations": [], "seconds": 0.0}
-    if out is not None:
-        restored = load_checkpoint(out / "checkpoint", learner)
-        if restored is not None:
-            if _training_identity(restored.get("config")) != _training_identity(to_dict(config)):
-                raise ValueError(f"{out}: the checkpoint was made with a different config; use a new folder")
-            state = restored
+    run = meta_run(config, pool, val_examples, drift_pool, out_dir)
+    best_run = Run(run.folder / "best" if run.folder is not None else None, run.identity, run.ignore)
+    state = load_checkpoint(run, learner) or {"step": 0, "history": [], "validations": [], "seconds": 0.0}
     state["config"] = to_dict(config)
     total = config.meta_steps if stop_after is None else min(stop_after, config.meta_steps)
     if val_examples and config.val_every and state["step"] == 0 and not state["validations"]:
         state["validations"].append({"step": 0, **validate(learner, val_examples)})
-        if out is not None:
-            save_best(out / "best", learner, state)
+        save_best(best_run, learner, state)
     bar = tqdm(range(state["step"], total), desc="meta-training", disable=not progress,
                initial=state["step"], total=config.meta_steps)
     for step in bar:
@@ -219,14 +206,22 @@ def meta_train(
         last = step + 1 == config.meta_steps
         if val_examples and ((config.val_every and (step + 1) % config.val_every == 0) or last):
             state["validations"].append({"step": step + 1, **validate(learner, val_examples)})
-            if out is not None and best_validation(state["validations"])["step"] == step + 1:
-                save_best(out / "best", learner, state)
-        if out is not None and ((step + 1) % config.checkpoint_every == 0 or last or step + 1 == total):
-            save_checkpoint(out / "checkpoint", learner, state)
+            if best_validation(state["validations"])["step"] == step + 1:
+                save_best(best_run, learner, state)
+        if (step + 1) % config.checkpoint_every == 0 or last or step + 1 == total:
+            save_checkpoint(run, learner, state)
     result = {**state, "seed": config.seed, "versions": versions(), "finished": state["step"] >= config.meta_steps}
-    if out is not None:
-        write_json_atomic(out / "result.json", result)
-    return result
+    return run.write_result(result)
+
+
+def trained_phi_config(run_dir) -> MetaConfig:
+    """The :class:`~trainattn.config.MetaConfig` a meta-training run folder (or its ``best``) was made with."""
+    from trainattn.config import from_dict
+
+    state = phi_file(run_dir).parent / "state.json"
+    if not state.is_file():
+        raise FileNotFoundError(f"{run_dir}: no meta-training checkpoint (state.json) beside {PHI_FILE}")
+    return from_dict(MetaConfig, read_json(state)["config"], str(state))
 
 
 def load_trained_phi(run_dir, theta_tokenizer=None, cache_dir=None):
@@ -236,19 +231,13 @@ def load_trained_phi(run_dir, theta_tokenizer=None, cache_dir=None):
     and LoRA rank to build; the trained LoRA + head tensors are then loaded.
     With ``theta_tokenizer``, φ's tokenizer must equal θ's.
     """
-    from .config import MetaConfig, from_dict
-    from .models import build_phi
+    from trainattn.lm import build_phi
 
-    folder = Path(run_dir)
-    if (folder / "checkpoint" / "state.json").is_file():
-        folder = folder / "checkpoint"
-    if not (folder / "state.json").is_file():
-        raise FileNotFoundError(f"{run_dir}: no meta-training checkpoint (state.json) found")
-    config = from_dict(MetaConfig, read_json(folder / "state.json")["config"], str(folder / "state.json"))
+    config = trained_phi_config(run_dir)
     p = config.phi
     phi, _ = build_phi(p.model, p.num_layers, theta_tokenizer, p.lora_rank, p.lora_alpha,
                        seed=config.seed, cache_dir=cache_dir)
-    load_phi_tensors(phi, folder / "phi.safetensors")
+    load_phi_tensors(phi, phi_file(run_dir))
     phi.eval()
     for param in phi.parameters():
         param.requires_grad_(False)

@@ -1,9 +1,9 @@
 """The TemporalWiki protocol: three monthly periods in sequence, θ carried over.
 
 For each period p of ``("0910", "1011", "1112")``: train θ (its LoRA, or K-Adapter) for ONE
-epoch on p's documents with the method's ``token_weights`` (:func:`trainattn.ckl.train_step`),
+epoch on p's documents with the method's ``token_weights`` (:func:`trainattn.protocols.lama_ckl.train_step`),
 then score p's CHANGED and UNCHANGED probes (``twiki_probe_text``, teacher-forced object
-tokens, :func:`~trainattn.evaluate.score_probes`). θ's trainable tensors go on to the next
+tokens, :func:`~trainattn.core.evaluate.score_probes`). θ's trainable tensors go on to the next
 period unchanged; the optimizer starts fresh each period, as the official code ran one
 process per period (θ passed on through a pickle). φ, the RHO-1 reference and the RecAdam
 anchors are the run's start (``prepare`` is called once).
@@ -14,7 +14,7 @@ paper's "ppl", which is never exponentiated), ``perplexity = exp(nll)`` beside i
 the training loss, the L2 norm of θ's trainable tensors (``theta_l2``) and timings.
 
 Documents are rows without an object: ``{"uuid", "evidence", "period"}``, encoded with
-:func:`~trainattn.spans.encode_texts` (``object_mask`` all False). The oracle, which needs
+:func:`~trainattn.core.spans.encode_texts` (``object_mask`` all False). The oracle, which needs
 an object inside each document, is refused. Results say ``source: "proxy"`` whenever the
 documents are the proxy of :func:`~trainattn.data.twiki_diffsets.proxy_documents`.
 """
@@ -26,35 +26,33 @@ import hashlib
 import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .ckl import (
-    _load_checkpoint,
-    _resolve_method,
-    _save_checkpoint,
-    build_theta,
-    epoch_order,
-    epoch_seed,
-    train_step,
-)
-from .config import CKLConfig, to_dict
-from .data.temporalwiki import (
+from trainattn.config import CKLConfig, to_dict
+from trainattn.core.evaluate import score_probes
+from trainattn.core.lora import trainable_tensors
+from trainattn.core.spans import encode_texts
+from trainattn.data.temporalwiki import (
     TWIKI_PERIODS,
     TWIKI_PROBE_KINDS,
     load_temporalwiki_probes,
     twiki_probe_text,
 )
-from .data.twiki_diffsets import load_diffset_documents, proxy_documents
-from .evaluate import score_probes
-from .locks import run_lock
-from .methods import RunContext, TrainBatch
-from .models import trainable_tensors
-from .results import versions, write_json_atomic
-from .spans import encode_texts
+from trainattn.data.twiki_diffsets import load_diffset_documents, proxy_documents
+from trainattn.methods import RunContext, TrainBatch
+from trainattn.protocols.lama_ckl import (
+    build_theta,
+    epoch_order,
+    epoch_seed,
+    resolve_method,
+    restore_training_state,
+    save_training_state,
+    train_step,
+)
+from trainattn.protocols.store import Run, run_identity, run_lock, versions
 
 SOURCES = ("diffset", "proxy")
 PROXY_LINE = "(proxy documents — not comparable with the paper's Table 2)"
@@ -223,7 +221,7 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
     for p in periods:
         if p not in TWIKI_PERIODS:
             raise ValueError(f"unknown TemporalWiki period {p!r}; valid: {', '.join(TWIKI_PERIODS)}")
-    method = _resolve_method(config, method)
+    method = resolve_method(config, method)
     if method.weighting_method.name == "oracle":
         raise ValueError("the oracle needs each document's object string; TemporalWiki documents "
                          "have none, so oracle is not available here (use finetune, taalm or rho1)")
@@ -244,9 +242,8 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
         return method.make_optimizer(theta, config, period_context) or torch.optim.AdamW(
             trainable_tensors(theta).values(), lr=config.lr, weight_decay=config.weight_decay)
 
-    identity = _identity(config, method, periods, docs, probes, source, review_documents)
-    ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
-    state = _load_checkpoint(ckpt, identity, theta, fresh_optimizer(periods[0]), method) if ckpt else None
+    run = twiki_run(config, method, periods, docs, probes, source, review_documents, out_dir)
+    state = restore_training_state(run, theta, fresh_optimizer(periods[0]), method)
     state = state or {"epoch": 0, "curves": [], "timings": []}  # "epoch" = periods finished
     first_step = sum(updates[p] for p in periods[: state["epoch"]])
     for index in tqdm(range(state["epoch"] + 1, len(periods) + 1), desc=f"TemporalWiki {method.name}",
@@ -263,8 +260,7 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
         state["curves"].append({"period": period, "probe_file": TWIKI_PERIODS[period], "train_loss": loss,
                                 "updates": n, "theta_l2": theta_l2(theta), **scores})
         state["timings"].append({"period": period, "train_s": t1 - t0, "eval_s": time.perf_counter() - t1})
-        if ckpt:
-            _save_checkpoint(ckpt, identity, state, theta, optimizer, method)
+        save_training_state(run, state, theta, optimizer, method)
 
     result = {
         "benchmark": "temporalwiki", "source": source,
@@ -272,41 +268,21 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
         "metric": "nll = mean object-token NLL over probes (the paper's 'ppl'); perplexity = exp(nll)",
         "method": method.name, "labels": dict(method.labels), "config": to_dict(config),
         "seed": config.seed, "versions": versions(), "periods": list(periods), "max_probes": max_probes,
-        "phi_sha256": identity["phi_sha256"],
+        "phi_sha256": run.identity.get("phi_sha256"),
         "sizes": {p: {"documents": len(docs[p]), "updates": updates[p],
                       **{k: len(probes[p][k]) for k in TWIKI_PROBE_KINDS}} for p in periods},
         "documents": {p: getattr(docs[p], "info", {"source": source}) for p in periods},
         "results": state["curves"], "timings": state["timings"],
     }
-    if out_dir is not None:
-        write_json_atomic(Path(out_dir) / "result.json", result)
-    return result
+    return run.write_result(result)
 
 
-def phi_digest(method) -> str | None:
-    """SHA-256 of the weights of a method's φ (taalm), ``None`` without one.
-
-    A TAALM run is defined by its φ as much as by its config, whose ``phi_checkpoint`` is only a
-    path: a φ re-trained into the same folder must not resume an old run.
-    """
-    phi = getattr(method.weighting_method, "phi", None)
-    if phi is None:
-        return None
-    digest = hashlib.sha256()
-    for name, tensor in sorted(phi.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _identity(config, method, periods, docs, probes, source, review_documents) -> dict:
-    """What a checkpoint must match to be resumed: config, method, φ, periods and the data."""
-    digest = hashlib.sha256(json.dumps(
+def twiki_run(config, method, periods, docs, probes, source, review_documents, out_dir) -> Run:
+    """The run store's view of one TemporalWiki run: config, method, φ, periods and the data."""
+    data = hashlib.sha256(json.dumps(
         [source, list(periods), {p: list(docs[p]) for p in periods}, probes, review_documents],
-        sort_keys=True, ensure_ascii=False).encode())
-    return json.loads(json.dumps({"config": to_dict(config), "method": method.name,
-                                  "phi_sha256": phi_digest(method),
-                                  "periods": list(periods), "data_sha256": digest.hexdigest()}))
+        sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return Run(out_dir, run_identity(config, method=method, phi=method, data=data, periods=list(periods)))
 
 
 # ---------------------------------------------------------------- table

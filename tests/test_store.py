@@ -1,0 +1,151 @@
+"""The run store: identity, read-back, checkpoints, φ fingerprints, locks and provenance."""
+
+import threading
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from trainattn.config import CKLConfig, MetaConfig
+from trainattn.core.train_attention import TrainAttention
+from trainattn.protocols.store import (
+    Run,
+    RunMismatchError,
+    data_fingerprint,
+    latest_checkpoint,
+    phi_fingerprint,
+    provenance,
+    run_identity,
+    run_lock,
+)
+from trainattn.testing import tiny_llama
+
+
+def test_second_holder_waits_for_the_first_and_sees_its_result(tmp_path):
+    folder = tmp_path / "seed-0" / "taalm"
+    holding, release = threading.Event(), threading.Event()
+    events = []
+
+    def first():
+        with run_lock(folder):
+            holding.set()
+            release.wait(10)
+            (folder / "result.json").write_text("{}")
+            events.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    holding.wait(10)
+    waiter = threading.Thread(target=lambda: _second(folder, events))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive(), "the second holder must block while the first holds the lock"
+    release.set()
+    thread.join(10)
+    waiter.join(10)
+    assert events == ["first done", "second saw result: True"]
+
+
+def _second(folder, events):
+    with run_lock(folder):
+        events.append(f"second saw result: {(folder / 'result.json').is_file()}")
+
+
+def test_lock_is_released_on_error_and_names_are_independent(tmp_path):
+    with pytest.raises(RuntimeError), run_lock(tmp_path):
+        raise RuntimeError("boom")
+    with run_lock(tmp_path), run_lock(tmp_path, ".measure.lock"):  # different files: no deadlock
+        pass
+    with run_lock(tmp_path):  # released after the error above
+        pass
+    assert (tmp_path / ".lock").is_file() and (tmp_path / ".measure.lock").is_file()
+
+
+# ---------------------------------------------------------------- identity and read-back
+
+
+def test_identity_is_json_normalised_and_drops_absent_parts():
+    identity = run_identity(CKLConfig(method="finetune"), method="finetune", data="d" * 64, periods=("a", "b"))
+    assert identity["periods"] == ["a", "b"] and "phi_sha256" not in identity
+    assert identity["config"]["method"] == "finetune" and identity["data_sha256"] == "d" * 64
+
+
+def test_data_fingerprint_depends_on_order_and_grouping():
+    a, b, c = {"uuid": "a"}, {"uuid": "b"}, {"uuid": "c"}
+    assert data_fingerprint([a, b], [c]) == data_fingerprint([a, b], [c])
+    assert data_fingerprint([a, b], [c]) != data_fingerprint([b, a], [c])
+    assert data_fingerprint([a, b], [c]) != data_fingerprint([a], [b, c])
+
+
+def test_result_reads_back_only_under_the_same_identity(tmp_path):
+    run = Run(tmp_path, run_identity(CKLConfig(lr=1e-3), method="finetune"))
+    assert run.read_result() is None
+    run.write_result({"score": 0.5})
+    assert Run(tmp_path, run_identity(CKLConfig(lr=1e-3), method="finetune")).read_result() == {"score": 0.5}
+    with pytest.raises(RunMismatchError, match=r"result.json was written by a run with a different config.lr"):
+        Run(tmp_path, run_identity(CKLConfig(lr=3e-3), method="finetune")).read_result()
+
+
+def test_ignored_keys_may_differ_on_resume(tmp_path):
+    Run(tmp_path, run_identity(MetaConfig(checkpoint_every=4))).write_result({"x": 1})
+    again = Run(tmp_path, run_identity(MetaConfig(checkpoint_every=8)), ignore=("checkpoint_every",))
+    assert again.read_result() == {"x": 1}
+    with pytest.raises(RunMismatchError, match="checkpoint_every"):
+        Run(tmp_path, run_identity(MetaConfig(checkpoint_every=8))).read_result()
+
+
+def test_a_run_without_a_folder_stores_nothing(tmp_path):
+    run = Run(None, {"a": 1})
+    assert run.write_result({"x": 1}) == {"x": 1} and run.read_result() is None
+    assert run.save_checkpoint("step-1", {}) is None and run.load_checkpoint() is None
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_checkpoints_keep_only_the_latest_and_restore_tensors_and_objects(tmp_path):
+    run = Run(tmp_path, {"a": 1})
+    weight = torch.nn.Parameter(torch.arange(6.0).reshape(2, 3))
+    optimizer = torch.optim.AdamW([weight], lr=0.1)
+    weight.grad = torch.ones_like(weight)
+    optimizer.step()
+    run.save_checkpoint("epoch-0001", {"epoch": 1}, tensors={"theta": {"w": weight}})
+    run.save_checkpoint("epoch-0002", {"epoch": 2}, tensors={"theta": {"w": weight * 2}},
+                        objects={"optimizer": optimizer.state_dict()})
+    assert latest_checkpoint(tmp_path).name == "epoch-0002"
+    assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["epoch-0002", "latest"]
+    checkpoint = run.load_checkpoint()
+    assert checkpoint.state == {"epoch": 2}
+    torch.testing.assert_close(checkpoint.tensors("theta")["w"], weight.detach() * 2, rtol=0, atol=0)
+    restored = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2, 3))], lr=0.1)
+    restored.load_state_dict(checkpoint.object("optimizer"))
+    torch.testing.assert_close(restored.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    with pytest.raises(RunMismatchError, match="state.json was written by a run with a different a"):
+        Run(tmp_path, {"a": 2}).load_checkpoint()
+
+
+# ---------------------------------------------------------------- φ fingerprint
+
+
+def test_phi_fingerprint_of_a_module_equals_that_of_its_saved_file(tmp_path):
+    vocab = 64
+    phi = TrainAttention(tiny_llama(vocab, seed=0), num_layers=1, lora_rank=2, seed=3)
+    folder = tmp_path / "phi-run" / "checkpoint" / "step-000001"
+    folder.mkdir(parents=True)
+    save_file({n: t.detach().contiguous() for n, t in phi.trained_tensors().items()},
+              str(folder / "phi.safetensors"))
+    (tmp_path / "phi-run" / "checkpoint" / "latest").write_text("step-000001")
+    assert phi_fingerprint(phi) == phi_fingerprint(tmp_path / "phi-run") == phi_fingerprint(
+        folder / "phi.safetensors")
+    other = TrainAttention(tiny_llama(vocab, seed=0), num_layers=1, lora_rank=2, seed=4)
+    assert phi_fingerprint(other) != phi_fingerprint(phi)
+    assert set(phi.trained_tensors()) == {n for n, p in phi.named_parameters() if p.requires_grad}
+    assert phi_fingerprint(None) is None
+    with pytest.raises(FileNotFoundError, match="no trained φ"):
+        phi_fingerprint(tmp_path / "missing")
+
+
+def test_provenance_names_hardware_date_and_versions():
+    record = provenance()
+    assert record["hardware"] and record["torch"] == torch.__version__
+    assert record["date"].endswith("+00:00") and "commit" in record
