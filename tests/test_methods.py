@@ -10,6 +10,7 @@ from trainattn.core.spans import encode_texts
 from trainattn.core.train_attention import TrainAttention
 from trainattn.methods import (
     KAdapterLM,
+    RecAdam,
     RecAdamW,
     RunContext,
     anneal_lambda,
@@ -222,7 +223,7 @@ def test_recadam_schedule_scales_t0_to_the_run_and_anchors_trainable_weights(tok
     method = make_method("recadam")
     method.prepare(theta, tokenizer, CONFIG, context(total_updates=40))
     opt = method.make_optimizer(theta, CONFIG, context(total_updates=40))
-    assert opt.param_groups[0]["recadam_t0"] == CONFIG.recadam_t0_fraction * 40
+    assert opt.param_groups[0]["recadam_t0"] == RecAdam.Settings().t0_fraction * 40
     lora = trainable_tensors(theta)
     assert len(opt.anchors) == len(lora) > 0 and all("lora_" in n for n in lora)
     state = opt.state_dict()
@@ -234,7 +235,7 @@ def test_recadam_schedule_scales_t0_to_the_run_and_anchors_trainable_weights(tok
 
 def test_mixreview_ratio_decay_and_disjoint_pool(tokenizer, model):
     method = make_method("mixreview")
-    config = CKLConfig(review_ratio=0.5, review_decay=0.5, seed=3)
+    config = CKLConfig(methods={"mixreview": {"ratio": 0.5, "decay": 0.5}}, seed=3)
     method.prepare(model, tokenizer, config, context())
     assert method.labels == {"review_pool": "disjoint", "review_pool_size": 2}
     assert len(method.review_rows(1, 1, 4)) == review_count(0.5, 4, 0.5, 0) == 2
@@ -248,8 +249,10 @@ def test_mixreview_ratio_decay_and_disjoint_pool(tokenizer, model):
 
 
 def test_mixreview_paper_pool_replays_not_to_forget_and_is_labelled(tokenizer, model):
-    method = make_method("mixreview", review_pool="paper")
-    method.prepare(model, tokenizer, CKLConfig(review_ratio=1.0), context())
+    config = CKLConfig(methods={"mixreview": {"ratio": 1.0, "pool": "paper"}})
+    method = make_method("mixreview")
+    method.configure(config)
+    method.prepare(model, tokenizer, config, context())
     assert method.labels == {"review_pool": "paper", "review_pool_size": 2}
     rows = method.review_rows(1, 1, 2)
     assert len(rows) == 2 and all(r in NOT_TO_FORGET for r in rows)
@@ -305,3 +308,51 @@ def test_kadapter_logits_do_not_depend_on_padding_side(tokenizer, model):
     for i in range(len(texts)):
         n = int(right.attention_mask[i].sum())
         assert torch.allclose(lr[i, :n], ll[i, -n:], atol=1e-4)
+
+
+# ---------------------------------------------------------------- registry and settings
+
+
+def test_each_method_reads_its_own_settings_from_the_config():
+    from trainattn.methods import METHODS
+
+    config = CKLConfig(method="rho1+kadapter", methods={"rho1": {"keep": 0.4}, "kadapter": {"dropout": 0.2}})
+    method = make_method(config.method)
+    method.configure(config)
+    assert method.weighting_method.settings.keep == 0.4 and method.addons[0].dropout == 0.2
+    assert make_method("rho1").weighting_method.settings == METHODS["rho1"].Settings()  # defaults
+    with pytest.raises(ValueError, match=r"methods.rho1: unknown field\(s\) \['kepe'\]"):
+        make_method("rho1").configure(CKLConfig(methods={"rho1": {"kepe": 0.4}}))
+    with pytest.raises(ValueError, match=r"settings for unknown method\(s\) \['rho2'\]"):
+        make_method("rho1").configure(CKLConfig(methods={"rho2": {"keep": 0.4}}))
+
+
+def test_a_registered_method_is_available_by_name(monkeypatch):
+    import trainattn.methods as methods
+    from trainattn.methods.base import METHODS, Method, register
+
+    monkeypatch.setattr(methods, "WEIGHTING_METHODS", (*methods.WEIGHTING_METHODS, "constant-half"))
+    monkeypatch.setattr(methods, "METHOD_NAMES", methods.WEIGHTING_METHODS + methods.ADDON_METHODS)
+
+    class ConstantHalf(Method):
+        name = "constant-half"
+        weighting = True
+
+        def token_weights(self, batch, logits, theta):
+            return 0.5 * batch.attention_mask[:, 1:].float()
+
+    monkeypatch.setitem(METHODS, "constant-half", ConstantHalf)  # removed again after the test
+    assert register(ConstantHalf) is ConstantHalf
+    method = make_method("constant-half+mixreview")
+    assert method.name == "constant-half+mixreview" and isinstance(method.weighting_method, ConstantHalf)
+    with pytest.raises(ValueError, match="two methods are named 'rho1'"):
+        register(type("OtherRho", (Method,), {"name": "rho1"}))
+
+
+def test_settings_of_old_results_read_back_under_methods():
+    from trainattn.config import from_dict, to_dict
+
+    old = {**to_dict(CKLConfig()), "rho_keep": 0.5, "review_pool": "paper", "recadam_coef": 1.0}
+    del old["methods"]
+    config = from_dict(CKLConfig, old)
+    assert config.methods == {"rho1": {"keep": 0.5}, "mixreview": {"pool": "paper"}, "recadam": {"coef": 1.0}}

@@ -81,13 +81,9 @@ class CKLConfig:
     val_fraction: float = 0.2  # held-out TO-LEARN slice for the validation-chosen epoch
     phi_checkpoint: str | None = None
     known_masking: bool = False
-    rho_keep: float = 0.6
-    review_ratio: float = 1.0
-    review_decay: float = 1.0
-    review_pool: str = "disjoint"  # "disjoint" | "paper" (replays the test facts' evidence)
-    recadam_k: float = 0.5
-    recadam_t0_fraction: float = 0.5  # t0 = this × the run's number of updates
-    recadam_coef: float = 5000.0
+    # each method's own settings, by method name, e.g. {"rho1": {"keep": 0.6}}; the fields and
+    # defaults are the method's ``Settings`` (trainattn.methods); absent means the defaults
+    methods: dict = field(default_factory=dict)
     seed: int = 0
 
 
@@ -96,9 +92,28 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
+# CKLConfig fields of results written before methods owned their settings → (method, setting)
+_MOVED_TO_METHODS = {
+    "rho_keep": ("rho1", "keep"), "review_ratio": ("mixreview", "ratio"),
+    "review_decay": ("mixreview", "decay"), "review_pool": ("mixreview", "pool"),
+    "recadam_k": ("recadam", "k"), "recadam_t0_fraction": ("recadam", "t0_fraction"),
+    "recadam_coef": ("recadam", "coef"),
+}
+
+
 def from_dict(cls, data: dict, where: str = "config"):
-    """Build ``cls`` from a dict, checking names and types; nested configs recurse."""
+    """Build ``cls`` from a dict, checking names and types; nested configs recurse.
+
+    A :class:`CKLConfig` dict of an older result (``rho_keep``, ``review_*``,
+    ``recadam_*`` at the top) reads back with those values under ``methods``.
+    """
     data = dict(data or {})
+    if cls is CKLConfig and any(k in data for k in _MOVED_TO_METHODS):
+        methods = {k: dict(v) for k, v in (data.get("methods") or {}).items()}
+        for old, (method, setting) in _MOVED_TO_METHODS.items():
+            if old in data:
+                methods.setdefault(method, {})[setting] = data.pop(old)
+        data["methods"] = methods
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
@@ -138,6 +153,8 @@ def _coerce(value, kind, where: str):
                 continue
         elif option is str and isinstance(value, str):
             return value
+        elif option is dict and isinstance(value, dict):
+            return {k: (dict(v) if isinstance(v, dict) else v) for k, v in value.items()}
     names = " | ".join(getattr(o, "__name__", str(o)) for o in options)
     raise ValueError(f"{where}: expected {names}, got {value!r}")
 

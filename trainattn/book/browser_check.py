@@ -367,8 +367,6 @@ class PageResult:
 # Browser errors that Jupyter Book 1.x's own theme stack raises (seen with sphinx-book-theme 1.3,
 # pydata-sphinx-theme 0.17, sphinx-thebe 0.3): notes, not failures.
 KNOWN_THEME_ERRORS = (
-    # sphinx-thebe's inline config script is added twice, so its second `const` throws
-    re.compile(r"SyntaxError: Identifier 'THEBE_JS_URL' has already been declared"),
     # pydata-sphinx-theme on a browser profile's first page (no theme mode stored yet)
     re.compile(r"Got invalid theme mode: \. Resetting to auto\."),
 )

@@ -4,28 +4,40 @@
 (finetune | taalm | oracle | rho1 | heuristic-loss | heuristic-gradnorm |
 heuristic-attention | heuristic-entity; finetune when none is named) plus any of
 the add-ons mixreview, recadam, kadapter, in that order.
+
+Every module of this package is imported here, and each method registers
+itself by name (:func:`~trainattn.methods.base.register`), so a new method is
+one new module (plus its test); its settings live on its own ``Settings``.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 
-from trainattn.methods.base import CompositeMethod, Method, RunContext, TrainBatch
-from trainattn.methods.heuristics import (
-    HEURISTICS,
-    HeuristicAttention,
-    HeuristicEntity,
-    HeuristicGradNorm,
-    HeuristicLoss,
+from trainattn.methods.base import (
+    METHODS,
+    CompositeMethod,
+    Method,
+    RunContext,
+    TrainBatch,
+    register,
 )
-from trainattn.methods.kadapter import KAdapter, KAdapterLM
-from trainattn.methods.mixreview import MixReview, disjoint_pool, review_count
-from trainattn.methods.recadam import RecAdam, RecAdamW, anneal_lambda
-from trainattn.methods.rho1 import Rho1, top_fraction_mask
-from trainattn.methods.weighting import TAALM, Finetune, Oracle
 
-WEIGHTING_METHODS = ("finetune", "taalm", "oracle", "rho1", *HEURISTICS)
-ADDON_METHODS = ("mixreview", "recadam", "kadapter")
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from trainattn.methods.heuristics import HEURISTICS  # noqa: E402
+from trainattn.methods.kadapter import KAdapter, KAdapterLM  # noqa: E402
+from trainattn.methods.mixreview import MixReview, disjoint_pool, review_count  # noqa: E402
+from trainattn.methods.recadam import RecAdam, RecAdamW, anneal_lambda  # noqa: E402
+from trainattn.methods.rho1 import Rho1, top_fraction_mask  # noqa: E402
+from trainattn.methods.weighting import TAALM, Finetune, Oracle  # noqa: E402
+
+WEIGHTING_METHODS = tuple(n for n, m in METHODS.items() if m.weighting)
+ADDON_METHODS = tuple(sorted((n for n, m in METHODS.items() if not m.weighting),
+                             key=lambda n: METHODS[n].addon_order))
 METHOD_NAMES = WEIGHTING_METHODS + ADDON_METHODS
 
 
@@ -55,44 +67,31 @@ def canonical_method_name(name: str) -> str:
     return "+".join([weighting, *addons])
 
 
-def make_method(
-    name: str,
-    phi=None,
-    load_phi: Callable | None = None,
-    kadapter_dropout: float = 0.1,
-    review_pool: str | None = None,
-) -> CompositeMethod:
+def uses_phi(name: str) -> bool:
+    """True if the (possibly composite) method weights tokens with φ."""
+    return any(METHODS[part].uses_phi for part in canonical_method_name(name).split("+"))
+
+
+def make_method(name: str, phi=None, load_phi: Callable | None = None) -> CompositeMethod:
     """Build a (composite) method from its name.
 
     Args:
         name: e.g. ``"finetune"``, ``"taalm+kadapter+recadam"``.
-        phi: a frozen φ for taalm, or ``load_phi(config.phi_checkpoint)`` to build it.
-        kadapter_dropout: adapter dropout (the paper's 0.9 looks like a typo for 0.1).
-        review_pool: overrides ``config.review_pool`` for mixreview.
+        phi: a frozen φ for methods that use one, or ``load_phi(config.phi_checkpoint)`` to build it.
 
-    Other settings (rho_keep, review ratio/decay, RecAdam k/t0/coef, known
-    masking) are read from the run's :class:`~trainattn.config.CKLConfig`.
+    Each component's settings (RHO-1's ``keep``, Mix-review's ``ratio``/``decay``/``pool``,
+    RecAdam's ``k``/``t0_fraction``/``coef``, K-Adapter's ``dropout``) are read from
+    ``CKLConfig.methods[<name>]`` when the run starts (:meth:`CompositeMethod.configure`).
     """
     weighting, addons = parse_method_name(name)
-    base: Method = {
-        "finetune": Finetune,
-        "oracle": Oracle,
-        "rho1": Rho1,
-        "taalm": lambda: TAALM(phi=phi, load_phi=load_phi),
-        **HEURISTICS,
-    }[weighting]()
-    extra: dict[str, Callable[[], Method]] = {
-        "mixreview": lambda: MixReview(pool=review_pool),
-        "recadam": RecAdam,
-        "kadapter": lambda: KAdapter(dropout=kadapter_dropout),
-    }
-    return CompositeMethod(base, [extra[a]() for a in addons])
+    cls = METHODS[weighting]
+    base: Method = cls(phi=phi, load_phi=load_phi) if cls.uses_phi else cls()
+    return CompositeMethod(base, [METHODS[a]() for a in addons])
 
 
 __all__ = [
-    "ADDON_METHODS", "HEURISTICS", "METHOD_NAMES", "WEIGHTING_METHODS", "TAALM", "CompositeMethod", "Finetune",
-    "HeuristicAttention", "HeuristicEntity", "HeuristicGradNorm", "HeuristicLoss",
-    "KAdapter", "KAdapterLM", "Method", "MixReview", "Oracle", "RecAdam", "RecAdamW", "Rho1",
+    "ADDON_METHODS", "HEURISTICS", "METHODS", "METHOD_NAMES", "WEIGHTING_METHODS", "TAALM", "CompositeMethod",
+    "Finetune", "KAdapter", "KAdapterLM", "Method", "MixReview", "Oracle", "RecAdam", "RecAdamW", "Rho1",
     "RunContext", "TrainBatch", "anneal_lambda", "canonical_method_name", "disjoint_pool",
-    "make_method", "parse_method_name", "review_count", "top_fraction_mask",
+    "make_method", "parse_method_name", "register", "review_count", "top_fraction_mask", "uses_phi",
 ]

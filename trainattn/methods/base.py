@@ -1,4 +1,10 @@
-"""The strategy protocol every CKL method implements, and the composite of several.
+"""The strategy protocol every CKL method implements, the registry of methods, and the composite.
+
+A method is a :class:`Method` subclass decorated with :func:`register`. It owns
+its settings: a frozen dataclass ``Settings`` whose values a run sets under
+``CKLConfig.methods[<name>]`` (``--set methods.rho1.keep=0.4``), read by
+:meth:`Method.configure` before the run starts. So adding a method touches its
+own module and its test only (``CONTRIBUTING.md``).
 
 A CKL run (:mod:`trainattn.protocols.lama_ckl`) calls these hooks, in this order:
 
@@ -16,7 +22,7 @@ A CKL run (:mod:`trainattn.protocols.lama_ckl`) calls these hooks, in this order
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -55,6 +61,22 @@ class TrainBatch:
         )))
 
 
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` available to :func:`~trainattn.methods.make_method` by ``cls.name``."""
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise ValueError(f"two methods are named {cls.name!r}: {METHODS[cls.name].__name__} and {cls.__name__}")
+    METHODS[cls.name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """A method without settings of its own."""
+
+
 class Method:
     """A no-op method: subclasses override the hooks they need.
 
@@ -62,14 +84,33 @@ class Method:
         name: the method's name in :func:`~trainattn.methods.make_method` syntax.
         weighting: True for methods that decide TO-LEARN token weights
             (finetune, taalm, oracle, rho1); at most one per composition.
+        addon_order: an add-on's place in a canonical composite name
+            (``taalm+mixreview+recadam+kadapter``).
+        uses_phi: the method weights tokens with a trained φ.
+        Settings: the method's settings (a frozen dataclass with defaults).
         labels: JSON-ready values recorded in the results (e.g. ``{"review_pool": "paper"}``).
     """
 
     name = "base"
     weighting = False
+    addon_order = 0
+    uses_phi = False
+    Settings: type = NoSettings
 
     def __init__(self):
         self.labels: dict[str, object] = {}
+        self.settings = self.Settings()
+
+    def configure(self, config) -> None:
+        """Read this method's settings from ``config.methods[self.name]`` (defaults where absent)."""
+        from trainattn.config import from_dict
+
+        self.settings = from_dict(self.Settings, (getattr(config, "methods", None) or {}).get(self.name, {}),
+                                  where=f"methods.{self.name}")
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        return [f.name for f in fields(cls.Settings)]
 
     def build_model(self, model):
         return None
@@ -119,10 +160,19 @@ class CompositeMethod(Method):
         for c in self.components:
             self.labels.update(c.labels)
 
+    def configure(self, config) -> None:
+        """Every component reads its settings; settings for a method that does not exist are an error."""
+        unknown = sorted(set(getattr(config, "methods", None) or {}) - set(METHODS))
+        if unknown:
+            raise ValueError(f"methods: settings for unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+        for c in self.components:
+            c.configure(config)
+
     def build_model(self, model):
         return _first(c.build_model(model) for c in self.components)
 
     def prepare(self, theta, tokenizer, config, context: RunContext) -> None:
+        self.configure(config)
         for c in self.components:
             c.prepare(theta, tokenizer, config, context)
             self.labels.update(c.labels)

@@ -26,7 +26,7 @@ import torch
 from trainattn.core.losses import per_token_nll, target_mask, uniform_weights
 from trainattn.core.spans import EncodedBatch
 from trainattn.data.token_categories import categorise_tokens
-from trainattn.methods.base import Method, RunContext
+from trainattn.methods.base import Method, RunContext, register
 
 
 def scale_rows(score: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -41,6 +41,7 @@ def scale_rows(score: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return torch.where(peak > 0, score / peak.clamp_min(torch.finfo(score.dtype).tiny), uniform)
 
 
+@register
 class HeuristicLoss(Method):
     """Weights ∝ θ's current per-token NLL."""
 
@@ -67,6 +68,7 @@ def hidden_gradient_norm(logits: torch.Tensor, input_ids: torch.Tensor, output_w
     return torch.stack(out).to(logits.dtype)
 
 
+@register
 class HeuristicGradNorm(Method):
     """Weights ∝ the per-token gradient norm at θ's last hidden state."""
 
@@ -97,6 +99,7 @@ def attention_received(attentions, attention_mask: torch.Tensor) -> torch.Tensor
     return received / readers.clamp_min(1) * real
 
 
+@register
 class HeuristicAttention(Method):
     """Weights ∝ the attention the token receives inside θ (an extra forward with attentions)."""
 
@@ -118,6 +121,7 @@ class HeuristicAttention(Method):
         return scale_rows(received[:, 1:], batch.attention_mask)
 
 
+@register
 class HeuristicEntity(Method):
     """1 on tokens of capitalised words and numbers, 0 elsewhere (the text alone decides)."""
 

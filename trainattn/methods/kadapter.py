@@ -19,12 +19,14 @@ Choices that differ from the official code, on purpose:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutput
 
-from trainattn.methods.base import Method, RunContext
+from trainattn.methods.base import Method, RunContext, register
 
 KADAPTER_DROPOUT = 0.1
 KADAPTER_SCALE = 0.1
@@ -120,14 +122,28 @@ class KAdapterLM(nn.Module):
         return CausalLMOutput(logits=self.base.get_output_embeddings()(final))
 
 
+@dataclass(frozen=True)
+class KAdapterSettings:
+    """``dropout`` inside the adapter blocks (the paper's 0.9 looks like a typo for 0.1)."""
+
+    dropout: float = KADAPTER_DROPOUT
+
+
+@register
 class KAdapter(Method):
     """Replaces θ's LoRA by a :class:`KAdapterLM` around the frozen base (add-on)."""
 
     name = "kadapter"
+    addon_order = 3
+    Settings = KAdapterSettings
 
-    def __init__(self, dropout: float = KADAPTER_DROPOUT, scale: float = KADAPTER_SCALE, layers=None):
+    def __init__(self, dropout: float | None = None, scale: float = KADAPTER_SCALE, layers=None):
         super().__init__()
-        self.dropout, self.scale, self.layers = dropout, scale, layers
+        self.dropout_override, self.scale, self.layers = dropout, scale, layers
+
+    @property
+    def dropout(self) -> float:
+        return self.settings.dropout if self.dropout_override is None else self.dropout_override
 
     def build_model(self, model):
         return KAdapterLM(model, self.layers, self.dropout, self.scale)

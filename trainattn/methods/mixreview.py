@@ -1,12 +1,12 @@
 """Mix-review (He et al. 2021): replay review documents alongside every training batch.
 
 Each TO-LEARN batch of size b is extended with
-``round(review_ratio × b × review_decay ** epoch)`` review rows, drawn from the
+``round(ratio × b × decay ** epoch)`` review rows, drawn from the
 review pool with a generator seeded by ``(seed, epoch, step)`` (so a resumed
 run draws the same rows without saving RNG state). Review rows are trained
 with uniform weights (see :class:`~trainattn.methods.base.CompositeMethod`).
 
-Review pools (``config.review_pool``):
+Review pools (the ``pool`` setting, ``methods.mixreview.pool``):
 
 * ``"disjoint"`` (default): the candidate rows the caller passes
   (``review_rows``, e.g. other time-invariant facts), minus every row that
@@ -19,9 +19,11 @@ Review pools (``config.review_pool``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from trainattn.methods.base import Method, RunContext
+from trainattn.methods.base import Method, RunContext, register
 
 REVIEW_POOLS = ("disjoint", "paper")
 
@@ -38,10 +40,23 @@ def review_count(ratio: float, batch_size: int, decay: float, epoch: int) -> int
     return int(round(ratio * batch_size * decay**epoch))
 
 
+@dataclass(frozen=True)
+class MixReviewSettings:
+    """``ratio``: review rows per TO-LEARN row at epoch 1; ``decay``: its factor per epoch;
+    ``pool``: "disjoint" (facts outside the test sets) | "paper" (replays the NOT-TO-FORGET evidence)."""
+
+    ratio: float = 1.0
+    decay: float = 1.0
+    pool: str = "disjoint"
+
+
+@register
 class MixReview(Method):
     """Replay rows from a review pool with every batch (add-on to a weighting method)."""
 
     name = "mixreview"
+    addon_order = 1
+    Settings = MixReviewSettings
 
     def __init__(self, pool: str | None = None):
         super().__init__()
@@ -50,16 +65,16 @@ class MixReview(Method):
         self.seed = 0
 
     def prepare(self, theta, tokenizer, config, context: RunContext) -> None:
-        self.pool_kind = self.pool_kind or config.review_pool
-        self.ratio, self.decay, self.seed = config.review_ratio, config.review_decay, config.seed
+        self.pool_kind = self.pool_kind or self.settings.pool
+        self.ratio, self.decay, self.seed = self.settings.ratio, self.settings.decay, config.seed
         if self.pool_kind == "paper":
             self.pool = list(context.not_to_forget_rows)
         elif self.pool_kind == "disjoint":
             if not context.review_rows:
                 raise ValueError(
-                    "mixreview with review_pool='disjoint' needs candidate review rows "
+                    "mixreview with pool 'disjoint' needs candidate review rows "
                     "(review_rows=...), e.g. time-invariant facts outside the test sets; "
-                    "or set review_pool='paper' to replay the NOT-TO-FORGET evidence as the paper did"
+                    "or set methods.mixreview.pool=paper to replay the NOT-TO-FORGET evidence as the paper did"
                 )
             self.pool = disjoint_pool(
                 context.review_rows, context.to_learn_rows, context.not_to_forget_rows

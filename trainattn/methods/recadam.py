@@ -19,18 +19,19 @@ Differences from the official TAALM code, on purpose:
   anchored at their values when the run starts. The official grouping put the
   pull on parameters named "bias"/"norm" only, which LoRA has none of, so
   RecAdam(QLoRA) there was plain Adam;
-* ``t0 = recadam_t0_fraction × total updates`` of the run (the paper's
+* ``t0 = t0_fraction × total updates`` of the run (the paper's
   t0 = 250 exceeds LAMA-CKL's ~240 updates, so λ never reached 1/2).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from trainattn.core.lora import trainable_tensors
-from trainattn.methods.base import Method, RunContext
+from trainattn.methods.base import Method, RunContext, register
 
 
 def anneal_lambda(step: int, k: float, t0: float) -> float:
@@ -90,10 +91,22 @@ class RecAdamW(torch.optim.AdamW):
         return loss
 
 
+@dataclass(frozen=True)
+class RecAdamSettings:
+    """λ(t) = 1 / (1 + exp(-k (t - t0))) with ``t0 = t0_fraction`` × the run's updates; ``coef`` weighs the pull."""
+
+    k: float = 0.5
+    t0_fraction: float = 0.5
+    coef: float = 5000.0
+
+
+@register
 class RecAdam(Method):
     """Makes the run's optimizer a :class:`RecAdamW` anchored at θ's initial trainable tensors."""
 
     name = "recadam"
+    addon_order = 2
+    Settings = RecAdamSettings
 
     def __init__(self, anneal=None):
         super().__init__()
@@ -103,9 +116,10 @@ class RecAdam(Method):
         self.anchors = [p.detach().clone() for p in trainable_tensors(theta).values()]
 
     def make_optimizer(self, theta, config, context: RunContext):
-        t0 = config.recadam_t0_fraction * context.total_updates
+        s = self.settings
+        t0 = s.t0_fraction * context.total_updates
         return RecAdamW(
             list(trainable_tensors(theta).values()), self.anchors, lr=config.lr,
-            k=config.recadam_k, t0=t0, coef=config.recadam_coef, anneal=self.anneal,
+            k=s.k, t0=t0, coef=s.coef, anneal=self.anneal,
             weight_decay=config.weight_decay,
         )

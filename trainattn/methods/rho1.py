@@ -2,7 +2,7 @@
 
 Score of a token = excess loss = θ's current NLL − the reference model's NLL,
 where the reference is θ as it was at the start of the run (frozen, evaluated
-on the fly). Per sequence, the top ``rho_keep`` fraction of real tokens by
+on the fly). Per sequence, the top ``keep`` fraction (``methods.rho1.keep``) of real tokens by
 score get weight 1, the rest 0.
 
 The official TAALM code kept tokens with ``argsort(score) / L > k``: that
@@ -15,6 +15,7 @@ It also scored by probability difference; we use the paper's excess loss.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch.func import functional_call
@@ -22,7 +23,7 @@ from torch.func import functional_call
 from trainattn.core.lora import trainable_tensors
 from trainattn.core.losses import per_token_nll, target_mask
 from trainattn.core.spans import EncodedBatch
-from trainattn.methods.base import Method, RunContext
+from trainattn.methods.base import Method, RunContext, register
 
 
 def top_fraction_mask(score: torch.Tensor, valid: torch.Tensor, keep: float) -> torch.Tensor:
@@ -37,7 +38,7 @@ def top_fraction_mask(score: torch.Tensor, valid: torch.Tensor, keep: float) -> 
         keep: fraction in (0, 1].
     """
     if not 0.0 < keep <= 1.0:
-        raise ValueError(f"rho_keep must be in (0, 1], got {keep}")
+        raise ValueError(f"methods.rho1.keep must be in (0, 1], got {keep}")
     valid = valid.bool()
     count = valid.sum(-1)
     k = torch.tensor([max(1, round(keep * int(c))) if c else 0 for c in count], device=score.device)
@@ -47,6 +48,14 @@ def top_fraction_mask(score: torch.Tensor, valid: torch.Tensor, keep: float) -> 
     return (rank < k[:, None]) & valid
 
 
+@dataclass(frozen=True)
+class Rho1Settings:
+    """``keep``: the fraction of each document's tokens trained on (the paper's 0.6)."""
+
+    keep: float = 0.6
+
+
+@register
 class Rho1(Method):
     """Train only on the tokens with the largest excess loss over the initial θ.
 
@@ -58,6 +67,7 @@ class Rho1(Method):
 
     name = "rho1"
     weighting = True
+    Settings = Rho1Settings
 
     def __init__(self, keep: float | None = None):
         super().__init__()
@@ -66,7 +76,7 @@ class Rho1(Method):
 
     def prepare(self, theta, tokenizer, config, context: RunContext) -> None:
         if self.keep is None:
-            self.keep = config.rho_keep
+            self.keep = self.settings.keep
         self.reference = {n: p.detach().clone() for n, p in trainable_tensors(theta).items()}
 
     @torch.no_grad()

@@ -18,9 +18,10 @@ from trainattn.core.losses import (
     uniform_weights,
 )
 from trainattn.core.spans import EncodedBatch
-from trainattn.methods.base import Method, RunContext
+from trainattn.methods.base import Method, RunContext, register
 
 
+@register
 class Finetune(Method):
     """Uniform weights: the standard causal-LM loss on every real token."""
 
@@ -31,6 +32,7 @@ class Finetune(Method):
         return uniform_weights(batch.attention_mask)
 
 
+@register
 class Oracle(Method):
     """Ground-truth weights: 1 on the object's tokens inside the evidence, 0 elsewhere.
 
@@ -48,6 +50,7 @@ class Oracle(Method):
         return oracle_weights(batch.object_mask) * batch.attention_mask[:, 1:]
 
 
+@register
 class TAALM(Method):
     """Weights from a frozen, meta-trained φ (:class:`~trainattn.lm.TrainAttention`).
 
@@ -64,6 +67,7 @@ class TAALM(Method):
 
     name = "taalm"
     weighting = True
+    uses_phi = True
 
     def __init__(self, phi=None, load_phi: Callable | None = None, known_masking: bool | None = None):
         super().__init__()

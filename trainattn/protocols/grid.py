@@ -21,17 +21,12 @@ import numpy as np
 import torch
 
 from trainattn.config import CKLConfig
-from trainattn.methods import canonical_method_name, make_method
+from trainattn.methods import canonical_method_name, make_method, uses_phi
 from trainattn.protocols.lama_ckl import run_lama_ckl
 from trainattn.protocols.store import Run, data_fingerprint, phi_fingerprint, run_identity
 
 SUMMARY_KEYS = ("top_acc_mean", "top_acc_std", "epoch_mean", "nf_acc_mean",
                 "total_knowledge_mean", "total_knowledge_std", "seeds")
-
-
-def uses_phi(method: str) -> bool:
-    """True if the (possibly composite) method weights tokens with φ."""
-    return "taalm" in canonical_method_name(method).split("+")
 
 
 def run_dir_for(run_root: str | Path, method: str, seed: int) -> Path:

@@ -315,6 +315,7 @@ def resolve_method(config: CKLConfig, method) -> CompositeMethod:
             f"method {method.name!r} does not match config.method {config.method!r}; "
             "set config.method so the results and checkpoints record the method used"
         )
+    method.configure(config)
     return method
 
 

@@ -225,7 +225,8 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
     if method.weighting_method.name == "oracle":
         raise ValueError("the oracle needs each document's object string; TemporalWiki documents "
                          "have none, so oracle is not available here (use finetune, taalm or rho1)")
-    if any(a.name == "mixreview" for a in method.addons) and (not review_documents or config.review_pool != "disjoint"):
+    if any(a.name == "mixreview" and (not review_documents or a.settings.pool != "disjoint")
+           for a in method.addons):
         raise ValueError("mixreview on TemporalWiki needs review_documents=[...] (the paper replays the "
                          "August 2021 Wikipedia snapshot) and review_pool='disjoint'")
     probes = select_probes(periods, probes_by_period, max_probes, config.seed, data_dir)
