@@ -12,14 +12,16 @@ from trainattn.core.meta import examples_from_rows, theta_logits
 from trainattn.core.spans import encode_with_objects
 from trainattn.core.train_attention import TrainAttention
 from trainattn.protocols.store import phi_file
+from trainattn.report.figures import plot_ablations
+from trainattn.report.tables import markdown_table
 from trainattn.studies import ablations
 from trainattn.studies.ablations import (
+    TABLE_COLUMNS,
+    TABLE_FORMATS,
     _distance,
-    ablation_markdown,
     ablation_variants,
     match_sgd_lr,
     meta_owner,
-    plot_ablations,
     run_reference,
     run_variant,
     variant_configs,
@@ -213,7 +215,7 @@ def test_reference_run_table_and_figure(tokenizer, tmp_path):
     assert run_reference("finetune", base_ckl, run_dir=tmp_path, tokenizer=tokenizer, load_theta=None,
                          to_learn=TO_LEARN, not_to_forget=NOT_TO_FORGET) == ref
     rows = [run("base", tokenizer, tmp_path, f)]
-    table = ablation_markdown(rows).splitlines()
+    table = markdown_table(TABLE_COLUMNS, rows, TABLE_FORMATS).splitlines()
     assert table[0].startswith("| variant |") and table[2].startswith("| base |")
     assert len(table[0].split("|")) == len(table[2].split("|"))
     path = plot_ablations(rows, tmp_path / "fig.png", reference=ref)

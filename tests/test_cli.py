@@ -4,7 +4,9 @@ import os
 import pytest
 
 from trainattn.cli import build_parser, main
-from trainattn.report.tables import lama_ckl_table, plot_curves, summarise
+from trainattn.protocols.grid import summarise
+from trainattn.report.figures import plot_curves
+from trainattn.report.tables import lama_ckl_table
 
 needs_data = pytest.mark.skipif(not os.environ.get("TRAINATTN_DATA"), reason="TRAINATTN_DATA not set")
 

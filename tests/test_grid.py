@@ -8,16 +8,10 @@ from test_ckl import NOT_TO_FORGET, REVIEW, TO_LEARN, config
 import trainattn.protocols.grid as grid
 from trainattn.errors import TrainattnError
 from trainattn.files import read_json, write_json_atomic
-from trainattn.protocols.grid import (
-    SUMMARY_KEYS,
-    lama_ckl_summary,
-    phi_fingerprint,
-    ratio,
-    run_dir_for,
-    run_lama_ckl_grid,
-    uses_phi,
-)
-from trainattn.protocols.store import Run, data_fingerprint, run_identity
+from trainattn.methods import uses_phi
+from trainattn.protocols.grid import SUMMARY_KEYS, lama_ckl_summary, run_dir_for, run_lama_ckl_grid
+from trainattn.protocols.store import Run, data_fingerprint, phi_fingerprint, run_identity
+from trainattn.report.tables import ratio
 from trainattn.testing import tiny_llama
 
 
@@ -135,12 +129,8 @@ def test_paper_rows_by_canonical_name():
 
 
 def test_paper_vs_ours_table_and_bars(tmp_path):
-    from trainattn.report.tables import (
-        PAPER_VS_OURS_HEADER,
-        markdown_table,
-        paper_vs_ours_rows,
-        plot_summary_bars,
-    )
+    from trainattn.report.figures import plot_summary_bars
+    from trainattn.report.tables import PAPER_VS_OURS_HEADER, markdown_table, paper_vs_ours_rows
 
     summary = {
         "taalm": {"top_acc_mean": 0.25, "top_acc_std": 0.05, "epoch_mean": 2.0, "nf_acc_mean": 0.9,

@@ -31,8 +31,8 @@ from trainattn.report.answers import (
     answer_scaling,
     answer_unpaired,
     compare,
-    markdown_table,
 )
+from trainattn.report.tables import markdown_table
 from trainattn.studies.open_questions import (
     PeakMemory,
     corpus_documents,
@@ -339,5 +339,5 @@ def test_freeform_and_attention_answers_call_flat_weights_flat():
 
 
 def test_markdown_table_formats_floats_and_missing_values():
-    table = markdown_table([{"a": "x", "b": 0.12345, "c": None}], [("a", "A"), ("b", "B"), ("c", "C")])
+    table = markdown_table([("a", "A"), ("b", "B"), ("c", "C")], [{"a": "x", "b": 0.12345, "c": None}])
     assert table.splitlines()[2] == "| x | 0.123 | – |" and not math.isnan(0.0)

@@ -42,3 +42,16 @@ def test_ratio_rows_compare_each_method_with_finetune_on_both_sides():
     assert rows["taalm"][5] == "yes" and rows["rho1"][5] == "**no**"  # the paper: RHO-1 above finetune
     assert rows["oracle"][2] is None and rows["oracle"][5] == "–"  # no paper number for the oracle
     assert ratio_rows({"taalm": s(0.3, 1.0)}, ["taalm"]) == []
+
+
+def test_one_table_builder_for_sequences_and_dicts_with_formats():
+    from trainattn.report.tables import markdown_table
+
+    by_position = markdown_table(["name", "value", "norm"], [["a", 0.12345, 1234.5], ["b", None, float("nan")]])
+    by_key = markdown_table([("name", "name"), ("value", "value"), ("norm", "norm")],
+                            [{"name": "a", "value": 0.12345, "norm": 1234.5}, {"name": "b", "norm": float("nan")}])
+    assert by_position == by_key == "\n".join([
+        "| name | value | norm |", "|---|---|---|", "| a | 0.123 | 1234.500 |", "| b | – | – |"])
+    formatted = markdown_table([("norm", "‖∇φ‖"), ("n", "n")], [{"norm": 1234.5, "n": 3}],
+                               formats={"norm": ".2e", "n": lambda v: f"{v} seeds"})
+    assert formatted.splitlines()[2] == "| 1.23e+03 | 3 seeds |"

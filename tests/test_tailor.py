@@ -25,8 +25,8 @@ from trainattn.data.tailor import (
     load_tailored,
     score_rows,
     tailor_lama_ckl,
-    write_text_atomic,
 )
+from trainattn.files import write_text_atomic
 
 REAL_DATA = os.environ.get("TRAINATTN_DATA")
 

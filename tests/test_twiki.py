@@ -23,12 +23,8 @@ from trainattn.data.twiki_diffsets import (
     read_diffset_lines,
 )
 from trainattn.methods import make_method
-from trainattn.protocols.temporalwiki import (
-    PROXY_LINE,
-    format_twiki_table,
-    run_temporalwiki,
-    subsample_probes,
-)
+from trainattn.protocols.temporalwiki import PROXY_LINE, run_temporalwiki, subsample_probes
+from trainattn.report.temporalwiki import format_twiki_table
 from trainattn.testing import tiny_llama
 
 # ------------------------------------------------------------- diff-set fixtures

@@ -14,13 +14,9 @@ from trainattn.protocols.temporalwiki import (
     score_period,
     select_probes,
 )
+from trainattn.report.figures import plot_twiki
 from trainattn.report.paper import TWIKI_PROBE_COUNTS, TWIKI_TABLE2
-from trainattn.report.temporalwiki import (
-    paper_twiki_result,
-    plot_twiki,
-    relative_to,
-    twiki_vs_paper_rows,
-)
+from trainattn.report.temporalwiki import paper_twiki_result, relative_to, twiki_vs_paper_rows
 from trainattn.testing import tiny_llama
 
 

@@ -144,7 +144,8 @@ def _ckl(args):
     theta, tokenizer = load_lm(config.theta.model)
     method = make_method(config.method, load_phi=lambda path: load_trained_phi(path, tokenizer))
     if args.benchmark == "temporalwiki":
-        from trainattn.protocols.temporalwiki import format_twiki_table, run_temporalwiki
+        from trainattn.protocols.temporalwiki import run_temporalwiki
+        from trainattn.report.temporalwiki import format_twiki_table
 
         result = run_temporalwiki(
             config, theta, tokenizer, method=method, out_dir=args.out, max_probes=args.max_probes or None,
@@ -201,7 +202,8 @@ def _ckl_grid(args):
 
 
 def _report(args):
-    from trainattn.report.tables import lama_ckl_table, load_results, plot_curves
+    from trainattn.report.figures import plot_curves
+    from trainattn.report.tables import lama_ckl_table, load_results
 
     results = load_results(args.results)
     print(lama_ckl_table(results))

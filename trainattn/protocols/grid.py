@@ -11,7 +11,6 @@ again, by a script, the CLI or a notebook, and loses no finished work.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -133,10 +132,3 @@ def disjoint_review_rows(to_learn_rows, not_to_forget_rows, data_dir=None) -> li
 
     tested = {r["uuid"] for r in list(to_learn_rows) + list(not_to_forget_rows)}
     return [r for r in load_released_rows(data_dir=data_dir) if r["invariant"] and r["uuid"] not in tested]
-
-
-def ratio(a: float, b: float) -> float:
-    """a / b, ``inf`` when b is 0 and a > 0, NaN when both are 0 (e.g. "TAALM ÷ finetune")."""
-    if b == 0:
-        return math.inf if a > 0 else math.nan
-    return a / b

@@ -1,4 +1,5 @@
-"""Tables, figures and plain-worded answers for the "open questions" chapter (notebook 07).
+"""Plain-worded answers for the "open questions" chapter (notebook 07); its figures are in
+:mod:`trainattn.report.figures`, its tables use :func:`trainattn.report.tables.markdown_table`.
 
 Every sentence is built from the numbers it is given, so the same code words the
 answer of a tiny CI run and of the CPU reference run, whichever way they come out.
@@ -11,9 +12,6 @@ tell two methods apart says so instead of wording noise as a finding.
 from __future__ import annotations
 
 import math
-
-from trainattn.data.token_categories import CATEGORIES
-from trainattn.report.figures import save_figure
 
 
 def compare(a: float, b: float, tol: float) -> str:
@@ -40,16 +38,6 @@ def _cmp(a, b, n: int) -> str:
 
 def _f(x) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
-
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    """A markdown table: ``columns`` = [(key, header)]; floats with 3 decimals, None as –."""
-    def cell(v):
-        return _f(v) if isinstance(v, float) or v is None else str(v)
-
-    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def nothing_learned(rows, tol: float) -> bool:
@@ -243,80 +231,3 @@ def answer_scaling(rows: list[dict], base: str, n_to_learn: int) -> str:
     return "; ".join(parts) + "." + tail
 
 
-# ---------------------------------------------------------------- figures
-
-
-def _save(fig, path):
-    return save_figure(fig, path)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_bars(rows: list[dict], keys: list[tuple[str, str]], path, title: str, label_key: str = "name"):
-    """Grouped bars: one group per row, one bar per (key, legend label)."""
-    plt = _pyplot()
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows) + 2), 3.6))
-    x = np.arange(len(rows))
-    width = 0.8 / len(keys)
-    for i, (key, label) in enumerate(keys):
-        vals = [np.nan if r.get(key) is None else r[key] for r in rows]
-        ax.bar(x + (i - (len(keys) - 1) / 2) * width, vals, width=width, label=label)
-    ax.set_xticks(x, [r[label_key] for r in rows], rotation=25, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_shares(final: dict[str, dict], history: dict[int, dict[str, dict]], path):
-    """Left: per corpus, token share vs φ-weight share per category. Right: weight share per
-    category over meta-training (first corpus solid, others dashed)."""
-    plt = _pyplot()
-    import numpy as np
-
-    corpora = list(final)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
-    x = np.arange(len(CATEGORIES))
-    width = 0.8 / (2 * len(corpora))
-    for j, corpus in enumerate(corpora):
-        for k, key in enumerate(("tokens", "weight")):
-            pos = x + (2 * j + k - len(corpora) + 0.5) * width
-            axes[0].bar(pos, [final[corpus][c][key] for c in CATEGORIES], width=width,
-                        label=f"{corpus}: {'share of tokens' if key == 'tokens' else 'share of φ weight'}",
-                        color=f"C{j}", alpha=0.45 if key == "tokens" else 1.0)
-    axes[0].set_xticks(x, CATEGORIES)
-    axes[0].set_title("where φ's weight goes (end of meta-training)", fontsize=10)
-    axes[0].legend(fontsize=7)
-    steps = sorted(history)
-    for j, corpus in enumerate(corpora):
-        for i, c in enumerate(CATEGORIES):
-            axes[1].plot(steps, [history[s][corpus][c]["weight"] for s in steps], color=f"C{i}",
-                         ls="-" if j == 0 else "--", marker="o", ms=3, label=c if j == 0 else None)
-    axes[1].set(xlabel="meta-step", ylabel="share of φ's weight",
-                title=f"during meta-training (solid: {corpora[0]}; dashed: the others)")
-    axes[1].legend(fontsize=7)
-    return _save(fig, path)
-
-
-def plot_scaling(rows: list[dict], path):
-    """Meta-training time and peak memory (bars) against Top Acc (line), per φ variant."""
-    plt = _pyplot()
-    import numpy as np
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    names = [r["variant"] for r in rows]
-    x = np.arange(len(rows))
-    for ax, key, label in ((axes[0], "meta_seconds", "meta-training s"),
-                           (axes[1], "peak_mb", "peak extra memory (MB)"), (axes[2], "top_acc", "TAALM Top Acc")):
-        ax.bar(x, [np.nan if r.get(key) is None else r[key] for r in rows], color="C0" if ax is not axes[2] else "C3")
-        ax.set_xticks(x, names, rotation=25, ha="right", fontsize=8)
-        ax.set_title(label, fontsize=10)
-    return _save(fig, path)

@@ -1,9 +1,19 @@
-"""Figures for the book: token-weight heat maps and meta-training curves."""
+"""Every figure of the book: token-weight heat maps, meta-training curves, CKL curves and bars,
+TemporalWiki per period, ablation and open-question bars.
+
+Each ``plot_*`` function draws from result dicts, saves a PNG with :func:`save_figure` and
+returns its path. None of them chooses a matplotlib backend: a notebook keeps its inline
+backend, a script without a display gets matplotlib's default (Agg).
+"""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
+
+import numpy as np
+
+from trainattn.data.token_categories import CATEGORIES
 
 
 def save_figure(fig, path) -> Path:
@@ -44,10 +54,6 @@ def token_weight_html(tokens: list[str], weights, object_mask=None, scale: float
 
 def plot_meta_history(result: dict, path=None):
     """Outer loss and φ's mean weight on object vs other tokens, per meta-step."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     history = result["history"]
@@ -67,8 +73,171 @@ def plot_meta_history(result: dict, path=None):
                       color="C0", marker="x", label="held-out: other")
     right.set(xlabel="meta-step", ylabel="mean token weight", title="where φ puts its weight", ylim=(0, 1.02))
     right.legend(fontsize=8)
-    fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        save_figure(fig, path)
+    else:
+        fig.tight_layout()
     return fig
+
+
+def plot_curves(results: list[dict], path) -> Path:
+    """TO-LEARN (solid) and NOT-TO-FORGET (dashed) accuracy per epoch, one colour per method."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    colours = {}
+    for r in results:
+        colour = colours.setdefault(r["method"], f"C{len(colours) % 10}")
+        label = r["method"] if r["method"] not in {lbl.get_label() for lbl in left.lines} else None
+        left.plot(r["curves"]["to_learn"]["acc"], color=colour, label=label, alpha=0.8)
+        right.plot(r["curves"]["not_to_forget"]["acc"], color=colour, ls="--", alpha=0.8)
+    left.set(title="TO-LEARN (learning)", xlabel="epoch", ylabel="probe accuracy")
+    right.set(title="NOT-TO-FORGET (retention)", xlabel="epoch")
+    left.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_summary_bars(summary: dict[str, dict], methods: list[str], path) -> Path:
+    """Top Acc and Total Knowledge per method: bars at the seed mean, error bars ± sample std."""
+    import matplotlib.pyplot as plt
+
+    from trainattn.methods import canonical_method_name
+
+    names = [m for m in methods if canonical_method_name(m) in summary]
+    stats = [summary[canonical_method_name(m)] for m in names]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, title in ((axes[0], "top_acc", "Top Acc (TO-LEARN)"),
+                           (axes[1], "total_knowledge", "Total Knowledge")):
+        means = [s[f"{key}_mean"] for s in stats]
+        stds = [s[f"{key}_std"] for s in stats]
+        ax.bar(range(len(names)), means, yerr=stds, capsize=3,
+               color=["C3" if "taalm" in n else "C7" if n == "oracle" else "C0" for n in names])
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_twiki(results: dict[str, dict], path, before: dict | None = None) -> Path:
+    """Changed and Unchanged probes per period: NLL (top) and accuracy (bottom), one line per
+    method; the untrained θ's level as grey crosses. Saved to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    periods = [r["period"] for r in next(iter(results.values()))["results"]]
+    x = np.arange(len(periods))
+    proxy = any(r.get("source") == "proxy" for r in results.values())
+    notes = {"changed": " (their facts = the proxy documents)", "unchanged": " (never trained on)"}
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex=True)
+    for col, kind in enumerate(("changed", "unchanged")):
+        for row, (metric, label) in enumerate((("nll", "object NLL (lower is better)"),
+                                               ("acc", "object-token accuracy"))):
+            ax = axes[row, col]
+            if before is not None:
+                ax.plot(x, [before[p][kind][metric] for p in periods], "x--", color="0.5",
+                        label="before training")
+            for i, (name, result) in enumerate(results.items()):
+                by = {r["period"]: r for r in result["results"]}
+                colour = "C3" if "taalm" in name else f"C{i % 3}"
+                ax.plot(x, [by[p][kind][metric] if p in by else np.nan for p in periods], "os^Dv"[i % 5] + "-",
+                        color=colour, label=name, markersize=9 - 2 * (i % 3), alpha=0.85)  # overlaps stay visible
+            ax.set_ylabel(label)
+            if row == 0:
+                ax.set_title(f"{kind.upper()} probes" + (notes[kind] if proxy else ""))
+            if row == 1:
+                ax.set_xticks(x, periods)
+                ax.set_xlabel("period (θ carried over)")
+    axes[0, 0].legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_ablations(rows: list[dict], path, reference: dict | None = None) -> Path:
+    """Bars per variant: validation accuracy (φ vs uniform), φ's weights, CKL Top Acc / NF Acc."""
+    import matplotlib.pyplot as plt
+
+    names = [r["variant"] for r in rows]
+    x = np.arange(len(names))
+
+    def values(key):
+        return [np.nan if r.get(key) is None else r[key] for r in rows]
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    panels = (
+        (axes[0], ("val_phi_acc", "val_uniform_acc"), ("θ trained with φ's weights", "uniform weights"),
+         "validation: held-out probe accuracy"),
+        (axes[1], ("weight_object", "weight_other"), ("object tokens", "other tokens"),
+         "φ's mean weight (held-out documents)"),
+        (axes[2], ("top_acc", "nf_acc"), ("Top Acc (TO-LEARN)", "NF Acc at that epoch"), "LAMA-CKL with TAALM"),
+    )
+    for ax, keys, labels, title in panels:
+        for i, (key, label) in enumerate(zip(keys, labels, strict=True)):
+            ax.bar(x + (i - 0.5) * 0.38, values(key), width=0.38, label=label, color=("C3", "C0")[i])
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(0, 1.02)  # accuracies and weights all lie in [0, 1]
+        ax.legend(fontsize=7, loc="lower center", framealpha=0.9)
+    if reference is not None:
+        for key, colour in (("top_acc", "C3"), ("nf_acc", "C0")):
+            if reference.get(key) is not None:
+                axes[2].axhline(reference[key], color=colour, ls=":", lw=1)
+        axes[2].text(0.01, 0.97, f"dotted: {reference['variant']}", transform=axes[2].transAxes,
+                     fontsize=7, va="top")
+    return save_figure(fig, path)
+
+
+def plot_bars(rows: list[dict], keys: list[tuple[str, str]], path, title: str, label_key: str = "name"):
+    """Grouped bars: one group per row, one bar per (key, legend label)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows) + 2), 3.6))
+    x = np.arange(len(rows))
+    width = 0.8 / len(keys)
+    for i, (key, label) in enumerate(keys):
+        vals = [np.nan if r.get(key) is None else r[key] for r in rows]
+        ax.bar(x + (i - (len(keys) - 1) / 2) * width, vals, width=width, label=label)
+    ax.set_xticks(x, [r[label_key] for r in rows], rotation=25, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_shares(final: dict[str, dict], history: dict[int, dict[str, dict]], path):
+    """Left: per corpus, token share vs φ-weight share per category. Right: weight share per
+    category over meta-training (first corpus solid, others dashed)."""
+    import matplotlib.pyplot as plt
+
+    corpora = list(final)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
+    x = np.arange(len(CATEGORIES))
+    width = 0.8 / (2 * len(corpora))
+    for j, corpus in enumerate(corpora):
+        for k, key in enumerate(("tokens", "weight")):
+            pos = x + (2 * j + k - len(corpora) + 0.5) * width
+            axes[0].bar(pos, [final[corpus][c][key] for c in CATEGORIES], width=width,
+                        label=f"{corpus}: {'share of tokens' if key == 'tokens' else 'share of φ weight'}",
+                        color=f"C{j}", alpha=0.45 if key == "tokens" else 1.0)
+    axes[0].set_xticks(x, CATEGORIES)
+    axes[0].set_title("where φ's weight goes (end of meta-training)", fontsize=10)
+    axes[0].legend(fontsize=7)
+    steps = sorted(history)
+    for j, corpus in enumerate(corpora):
+        for i, c in enumerate(CATEGORIES):
+            axes[1].plot(steps, [history[s][corpus][c]["weight"] for s in steps], color=f"C{i}",
+                         ls="-" if j == 0 else "--", marker="o", ms=3, label=c if j == 0 else None)
+    axes[1].set(xlabel="meta-step", ylabel="share of φ's weight",
+                title=f"during meta-training (solid: {corpora[0]}; dashed: the others)")
+    axes[1].legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def plot_scaling(rows: list[dict], path):
+    """Meta-training time and peak memory (bars) against Top Acc (line), per φ variant."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    names = [r["variant"] for r in rows]
+    x = np.arange(len(rows))
+    for ax, key, label in ((axes[0], "meta_seconds", "meta-training s"),
+                           (axes[1], "peak_mb", "peak extra memory (MB)"), (axes[2], "top_acc", "TAALM Top Acc")):
+        ax.bar(x, [np.nan if r.get(key) is None else r[key] for r in rows], color="C0" if ax is not axes[2] else "C3")
+        ax.set_xticks(x, names, rotation=25, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=10)
+    return save_figure(fig, path)

@@ -9,7 +9,6 @@ import numpy as np
 
 from trainattn.files import read_json
 from trainattn.protocols.grid import summarise
-from trainattn.report.figures import save_figure
 
 
 def load_results(paths) -> list[dict]:
@@ -45,37 +44,43 @@ def lama_ckl_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(results: list[dict], path) -> Path:
-    """TO-LEARN (solid) and NOT-TO-FORGET (dashed) accuracy per epoch, one colour per method."""
-    import matplotlib
+def markdown_table(columns: list, rows: list, formats: dict | None = None) -> str:
+    """The book's one table builder: a GitHub/MyST markdown table.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        columns: header strings when ``rows`` are sequences, or ``(key, header)``
+            pairs when ``rows`` are dicts (a missing key reads as ``None``).
+        rows: the table's rows, in order.
+        formats: optional per column (key or header): a format spec (``".2e"``)
+            or a callable ``value -> str``. Otherwise floats show 3 decimals,
+            ``None`` and NaN an en dash, anything else ``str(value)``.
+    """
+    keyed = bool(columns) and all(isinstance(c, tuple) for c in columns)
+    keys = [c[0] for c in columns] if keyed else list(columns)
+    headers = [c[1] for c in columns] if keyed else [str(c) for c in columns]
+    formats = formats or {}
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
-    colours = {}
-    for r in results:
-        colour = colours.setdefault(r["method"], f"C{len(colours) % 10}")
-        label = r["method"] if r["method"] not in {lbl.get_label() for lbl in left.lines} else None
-        left.plot(r["curves"]["to_learn"]["acc"], color=colour, label=label, alpha=0.8)
-        right.plot(r["curves"]["not_to_forget"]["acc"], color=colour, ls="--", alpha=0.8)
-    left.set(title="TO-LEARN (learning)", xlabel="epoch", ylabel="probe accuracy")
-    right.set(title="NOT-TO-FORGET (retention)", xlabel="epoch")
-    left.legend(fontsize=8)
-    return save_figure(fig, path)
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    """A GitHub/MyST markdown table; floats with 3 decimals, None as an en dash."""
-
-    def cell(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+    def cell(key, value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
             return "–"
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
+        how = formats.get(key)
+        if callable(how):
+            return how(value)
+        if how is not None:
+            return format(value, how)
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    values = ([[r.get(k) for k in keys] for r in rows] if keyed else [list(r) for r in rows])
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(k, v) for k, v in zip(keys, row, strict=True)) + " |" for row in values]
     return "\n".join(lines)
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, ``inf`` when b is 0 and a > 0, NaN when both are 0 (e.g. "TAALM ÷ finetune")."""
+    if b == 0:
+        return math.inf if a > 0 else math.nan
+    return a / b
 
 
 def paper_vs_ours_rows(summary: dict[str, dict], methods: list[str]) -> list[list]:
@@ -105,29 +110,6 @@ def paper_vs_ours_rows(summary: dict[str, dict], methods: list[str]) -> list[lis
 
 PAPER_VS_OURS_HEADER = ["method", "Top Acc (ours)", "Top Acc (paper)", "Epoch (ours)", "Epoch (paper)",
                         "NF Acc (ours)", "NF Acc (paper)", "Total (ours)", "Total (paper)", "seeds"]
-
-
-def plot_summary_bars(summary: dict[str, dict], methods: list[str], path) -> Path:
-    """Top Acc and Total Knowledge per method: bars at the seed mean, error bars ± sample std."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from trainattn.methods import canonical_method_name
-
-    names = [m for m in methods if canonical_method_name(m) in summary]
-    stats = [summary[canonical_method_name(m)] for m in names]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key, title in ((axes[0], "top_acc", "Top Acc (TO-LEARN)"),
-                           (axes[1], "total_knowledge", "Total Knowledge")):
-        means = [s[f"{key}_mean"] for s in stats]
-        stds = [s[f"{key}_std"] for s in stats]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=3,
-               color=["C3" if "taalm" in n else "C7" if n == "oracle" else "C0" for n in names])
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        ax.set_title(title)
-    return save_figure(fig, path)
 
 
 TUNING_HEADER = ["attempt", "examples", "φ layers / rank", "inner", "untracked", "objective", "outer_lr",
@@ -223,7 +205,6 @@ def ratio_rows(summary: dict[str, dict], methods: list[str]) -> list[list]:
     (both above or both below fine-tuning); ``–`` where the paper has no number.
     """
     from trainattn.methods import canonical_method_name
-    from trainattn.protocols.grid import ratio
     from trainattn.report.paper import paper_row
 
     base, paper_base = summary.get("finetune"), paper_row("finetune")

@@ -8,11 +8,9 @@ mean object-token NLL, the paper's "ppl"; lower is better.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from trainattn.report.figures import save_figure
+from trainattn.protocols.temporalwiki import PROXY_LINE
 from trainattn.report.paper import TWIKI_TABLE2
 
 KINDS = ("unchanged", "changed", "avg")
@@ -72,36 +70,38 @@ def twiki_vs_paper_rows(results: dict[str, dict], before: dict | None = None,
     return header, rows
 
 
-def plot_twiki(results: dict[str, dict], path, before: dict | None = None) -> Path:
-    """Changed and Unchanged probes per period: NLL (top) and accuracy (bottom), one line per
-    method; the untrained θ's level as grey crosses. Saved to ``path`` (PNG)."""
-    import matplotlib
+def format_twiki_table(result, digits: int = 4) -> str:
+    """A paper-style Markdown table of mean object-token NLL (Un / C / Avg; lower is better).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``result``: one result (rows = periods) or a list / ``{name: result}`` of results
+    (rows = methods, Un / C / Avg per period, as Table 2). Says "proxy" when any is.
+    """
+    if isinstance(result, dict) and "results" in result:
+        named = None
+        results = [result]
+    else:
+        named = dict(result) if isinstance(result, dict) else {r["method"]: r for r in result}
+        results = list(named.values())
 
-    periods = [r["period"] for r in next(iter(results.values()))["results"]]
-    x = np.arange(len(periods))
-    proxy = any(r.get("source") == "proxy" for r in results.values())
-    notes = {"changed": " (their facts = the proxy documents)", "unchanged": " (never trained on)"}
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex=True)
-    for col, kind in enumerate(("changed", "unchanged")):
-        for row, (metric, label) in enumerate((("nll", "object NLL (lower is better)"),
-                                               ("acc", "object-token accuracy"))):
-            ax = axes[row, col]
-            if before is not None:
-                ax.plot(x, [before[p][kind][metric] for p in periods], "x--", color="0.5",
-                        label="before training")
-            for i, (name, result) in enumerate(results.items()):
-                by = {r["period"]: r for r in result["results"]}
-                colour = "C3" if "taalm" in name else f"C{i % 3}"
-                ax.plot(x, [by[p][kind][metric] if p in by else np.nan for p in periods], "os^Dv"[i % 5] + "-",
-                        color=colour, label=name, markersize=9 - 2 * (i % 3), alpha=0.85)  # overlaps stay visible
-            ax.set_ylabel(label)
-            if row == 0:
-                ax.set_title(f"{kind.upper()} probes" + (notes[kind] if proxy else ""))
-            if row == 1:
-                ax.set_xticks(x, periods)
-                ax.set_xlabel("period (θ carried over)")
-    axes[0, 0].legend(fontsize=8)
-    return save_figure(fig, path)
+    def cell(block):
+        return "–" if block["nll"] is None else f"{block['nll']:.{digits}f}"
+
+    lines = ["TemporalWiki — mean object-token NLL (the paper's 'ppl'; lower is better)"]
+    if any(r.get("source") == "proxy" for r in results):
+        lines.append(PROXY_LINE)
+    if named is None:
+        r = results[0]
+        lines += [f"method: {r['method']} · source: {r['source']}", "",
+                  "| period | Un | C | Avg |", "|---|---|---|---|"]
+        lines += [f"| {p['period']} | {cell(p['unchanged'])} | {cell(p['changed'])} | {cell(p['avg'])} |"
+                  for p in r["results"]]
+        return "\n".join(lines)
+    periods = [p["period"] for p in results[0]["results"]]
+    header = " | ".join(f"{p} {k}" for p in periods for k in ("Un", "C", "Avg"))
+    lines += ["", f"| method | {header} |", "|---" * (1 + 3 * len(periods)) + "|"]
+    for name, r in named.items():
+        by = {p["period"]: p for p in r["results"]}
+        cells = [cell(by[p][k]) if p in by else "–" for p in periods for k in ("unchanged", "changed", "avg")]
+        tag = " (proxy)" if r.get("source") == "proxy" else ""
+        lines.append(f"| {name}{tag} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -21,7 +21,6 @@ recomputed; an unfinished one resumes its meta-training or its CKL run.
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -39,7 +38,6 @@ from trainattn.methods import make_method
 from trainattn.protocols.lama_ckl import run_lama_ckl
 from trainattn.protocols.meta_training import meta_train, validate
 from trainattn.protocols.store import Run, data_fingerprint, run_identity, run_lock
-from trainattn.report.figures import save_figure
 
 
 @dataclass(frozen=True)
@@ -275,57 +273,5 @@ TABLE_COLUMNS = (
     ("top_acc", "Top Acc"), ("epoch", "Epoch"), ("nf_acc", "NF Acc"), ("total_knowledge", "Total Knowledge"),
 )
 
-
-def ablation_markdown(rows: list[dict]) -> str:
-    """A markdown table of the rows (missing numbers as an en dash)."""
-
-    def cell(key, value):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "–"
-        if key == "meta_seconds":
-            return f"{value:.0f}"
-        if key == "phi_grad_norm":
-            return f"{value:.2e}"
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(label for _, label in TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    lines += ["| " + " | ".join(cell(k, r.get(k)) for k, _ in TABLE_COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def plot_ablations(rows: list[dict], path, reference: dict | None = None) -> Path:
-    """Bars per variant: validation accuracy (φ vs uniform), φ's weights, CKL Top Acc / NF Acc."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = [r["variant"] for r in rows]
-    x = np.arange(len(names))
-
-    def values(key):
-        return [np.nan if r.get(key) is None else r[key] for r in rows]
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    panels = (
-        (axes[0], ("val_phi_acc", "val_uniform_acc"), ("θ trained with φ's weights", "uniform weights"),
-         "validation: held-out probe accuracy"),
-        (axes[1], ("weight_object", "weight_other"), ("object tokens", "other tokens"),
-         "φ's mean weight (held-out documents)"),
-        (axes[2], ("top_acc", "nf_acc"), ("Top Acc (TO-LEARN)", "NF Acc at that epoch"), "LAMA-CKL with TAALM"),
-    )
-    for ax, keys, labels, title in panels:
-        for i, (key, label) in enumerate(zip(keys, labels, strict=True)):
-            ax.bar(x + (i - 0.5) * 0.38, values(key), width=0.38, label=label, color=("C3", "C0")[i])
-        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.set_ylim(0, 1.02)  # accuracies and weights all lie in [0, 1]
-        ax.legend(fontsize=7, loc="lower center", framealpha=0.9)
-    if reference is not None:
-        for key, colour in (("top_acc", "C3"), ("nf_acc", "C0")):
-            if reference.get(key) is not None:
-                axes[2].axhline(reference[key], color=colour, ls=":", lw=1)
-        axes[2].text(0.01, 0.97, f"dotted: {reference['variant']}", transform=axes[2].transAxes,
-                     fontsize=7, va="top")
-    return save_figure(fig, path)
+# the chapter's table: markdown_table(TABLE_COLUMNS, rows, TABLE_FORMATS)
+TABLE_FORMATS = {"meta_seconds": ".0f", "phi_grad_norm": ".2e"}
