@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     theta = ThetaConfig(model="tiny", lora_rank=8, lora_alpha=16, lora_dropout=0.0, max_length=32)
     config = CKLConfig(theta=theta, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, eval_batch_size=4, val_fraction=0.3,
-                       methods={"mixreview": {"pool": "paper", "ratio": 1.0, "decay": 0.7},
+                       method_settings={"mixreview": {"pool": "paper", "ratio": 1.0, "decay": 0.7},
                                 "rho1": {"keep": 0.6}, "recadam": {"coef": 1.0}},
                        seed=args.seed)
     out = Path(args.out)

@@ -99,7 +99,7 @@ def test_seeded_orders():
 
 
 def test_run_writes_a_complete_result(tokenizer, tmp_path, monkeypatch):
-    cfg = config("finetune+mixreview", methods={"mixreview": {"pool": "paper"}})
+    cfg = config("finetune+mixreview", method_settings={"mixreview": {"pool": "paper"}})
     result, _ = run(tokenizer, cfg, tmp_path)
     monkeypatch.setattr(ckl, "train_epoch", None)  # a finished run is not trained again
     monkeypatch.setattr(ckl, "versions", lambda: {"hardware": "another machine"})
@@ -131,7 +131,7 @@ def test_mixreview_batches_have_the_stated_ratio(tokenizer, monkeypatch):
         return original(theta, method, optimizer, batch, step, backward)
 
     monkeypatch.setattr(ckl, "train_step", spy)
-    run(tokenizer, config("finetune+mixreview", epochs=2, methods={"mixreview": {"ratio": 1.0, "decay": 0.5}}))
+    run(tokenizer, config("finetune+mixreview", epochs=2, method_settings={"mixreview": {"ratio": 1.0, "decay": 0.5}}))
     assert [(n, len(r)) for n, r in seen] == [(2, 2), (2, 2), (2, 1), (2, 1)]
     assert all(u in {"g", "h"} for _, uuids in seen for u in uuids)  # never a test fact
 

@@ -235,7 +235,7 @@ def test_recadam_schedule_scales_t0_to_the_run_and_anchors_trainable_weights(tok
 
 def test_mixreview_ratio_decay_and_disjoint_pool(tokenizer, model):
     method = make_method("mixreview")
-    config = CKLConfig(methods={"mixreview": {"ratio": 0.5, "decay": 0.5}}, seed=3)
+    config = CKLConfig(method_settings={"mixreview": {"ratio": 0.5, "decay": 0.5}}, seed=3)
     method.prepare(model, tokenizer, config, context())
     assert method.labels == {"review_pool": "disjoint", "review_pool_size": 2}
     assert len(method.review_rows(1, 1, 4)) == review_count(0.5, 4, 0.5, 0) == 2
@@ -249,7 +249,7 @@ def test_mixreview_ratio_decay_and_disjoint_pool(tokenizer, model):
 
 
 def test_mixreview_paper_pool_replays_not_to_forget_and_is_labelled(tokenizer, model):
-    config = CKLConfig(methods={"mixreview": {"ratio": 1.0, "pool": "paper"}})
+    config = CKLConfig(method_settings={"mixreview": {"ratio": 1.0, "pool": "paper"}})
     method = make_method("mixreview")
     method.configure(config)
     method.prepare(model, tokenizer, config, context())
@@ -316,15 +316,15 @@ def test_kadapter_logits_do_not_depend_on_padding_side(tokenizer, model):
 def test_each_method_reads_its_own_settings_from_the_config():
     from trainattn.methods import METHODS
 
-    config = CKLConfig(method="rho1+kadapter", methods={"rho1": {"keep": 0.4}, "kadapter": {"dropout": 0.2}})
+    config = CKLConfig(method="rho1+kadapter", method_settings={"rho1": {"keep": 0.4}, "kadapter": {"dropout": 0.2}})
     method = make_method(config.method)
     method.configure(config)
     assert method.weighting_method.settings.keep == 0.4 and method.addons[0].dropout == 0.2
     assert make_method("rho1").weighting_method.settings == METHODS["rho1"].Settings()  # defaults
-    with pytest.raises(ValueError, match=r"methods.rho1: unknown field\(s\) \['kepe'\]"):
-        make_method("rho1").configure(CKLConfig(methods={"rho1": {"kepe": 0.4}}))
+    with pytest.raises(ValueError, match=r"method_settings.rho1: unknown field\(s\) \['kepe'\]"):
+        make_method("rho1").configure(CKLConfig(method_settings={"rho1": {"kepe": 0.4}}))
     with pytest.raises(ValueError, match=r"settings for unknown method\(s\) \['rho2'\]"):
-        make_method("rho1").configure(CKLConfig(methods={"rho2": {"keep": 0.4}}))
+        make_method("rho1").configure(CKLConfig(method_settings={"rho2": {"keep": 0.4}}))
 
 
 def test_a_registered_method_is_available_by_name(monkeypatch):
@@ -353,6 +353,6 @@ def test_settings_of_old_results_read_back_under_methods():
     from trainattn.config import from_dict, to_dict
 
     old = {**to_dict(CKLConfig()), "rho_keep": 0.5, "review_pool": "paper", "recadam_coef": 1.0}
-    del old["methods"]
+    del old["method_settings"]
     config = from_dict(CKLConfig, old)
-    assert config.methods == {"rho1": {"keep": 0.5}, "mixreview": {"pool": "paper"}, "recadam": {"coef": 1.0}}
+    assert config.method_settings == {"rho1": {"keep": 0.5}, "mixreview": {"pool": "paper"}, "recadam": {"coef": 1.0}}

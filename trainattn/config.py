@@ -83,7 +83,7 @@ class CKLConfig:
     known_masking: bool = False
     # each method's own settings, by method name, e.g. {"rho1": {"keep": 0.6}}; the fields and
     # defaults are the method's ``Settings`` (trainattn.methods); absent means the defaults
-    methods: dict = field(default_factory=dict)
+    method_settings: dict = field(default_factory=dict)
     seed: int = 0
 
 
@@ -105,15 +105,15 @@ def from_dict(cls, data: dict, where: str = "config"):
     """Build ``cls`` from a dict, checking names and types; nested configs recurse.
 
     A :class:`CKLConfig` dict of an older result (``rho_keep``, ``review_*``,
-    ``recadam_*`` at the top) reads back with those values under ``methods``.
+    ``recadam_*`` at the top) reads back with those values under ``method_settings``.
     """
     data = dict(data or {})
     if cls is CKLConfig and any(k in data for k in _MOVED_TO_METHODS):
-        methods = {k: dict(v) for k, v in (data.get("methods") or {}).items()}
+        methods = {k: dict(v) for k, v in (data.get("method_settings") or {}).items()}
         for old, (method, setting) in _MOVED_TO_METHODS.items():
             if old in data:
                 methods.setdefault(method, {})[setting] = data.pop(old)
-        data["methods"] = methods
+        data["method_settings"] = methods
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)

@@ -42,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from trainattn.book.chapter import companion_files
 from trainattn.book.tolerances import Mismatch, compare_results, format_mismatches, load_tolerances
 from trainattn.errors import TrainattnError
 from trainattn.files import read_json, write_json_atomic
@@ -51,8 +52,6 @@ NOTEBOOKS_DIR = Path("notebooks")
 DEFAULT_BUILD_DIR = Path("book") / "executed"  # Jupyter Book always skips `_build/`
 DEFAULT_RESULTS_DIR = Path("results")
 RUNNER_PARAMETERS = ("profile", "results_path")
-# files a notebook writes beside its results file (committed for the cpu reference, not compared)
-COMPANION_RESULTS = {"lama_ckl_summary": "04_lama_ckl", "open_questions": "07_open_questions"}
 
 
 class BookCheckError(TrainattnError):
@@ -84,6 +83,19 @@ def list_notebooks(root: str | Path = ".", names: list[str] | None = None) -> li
                              f"known: {', '.join(p.stem for p in found)}")
         chosen.extend(h for h in hits if h not in chosen)
     return chosen
+
+
+def companion_results(root: str | Path = ".") -> dict[str, str]:
+    """``{name: notebook stem}`` of the files notebooks publish beside their results.
+
+    Derived from each notebook's ``chapter.write_companion("<name>", …)`` calls
+    (:func:`trainattn.book.chapter.companion_files`), so nothing lists them by hand.
+    """
+    sources = {}
+    for path in list_notebooks(root):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        sources[path.stem] = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    return companion_files(sources)
 
 
 def parameters_cell(notebook: str | Path) -> dict[str, Any]:

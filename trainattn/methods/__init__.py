@@ -81,7 +81,7 @@ def make_method(name: str, phi=None, load_phi: Callable | None = None) -> Compos
 
     Each component's settings (RHO-1's ``keep``, Mix-review's ``ratio``/``decay``/``pool``,
     RecAdam's ``k``/``t0_fraction``/``coef``, K-Adapter's ``dropout``) are read from
-    ``CKLConfig.methods[<name>]`` when the run starts (:meth:`CompositeMethod.configure`).
+    ``CKLConfig.method_settings[<name>]`` when the run starts (:meth:`CompositeMethod.configure`).
     """
     weighting, addons = parse_method_name(name)
     cls = METHODS[weighting]

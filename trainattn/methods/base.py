@@ -2,7 +2,7 @@
 
 A method is a :class:`Method` subclass decorated with :func:`register`. It owns
 its settings: a frozen dataclass ``Settings`` whose values a run sets under
-``CKLConfig.methods[<name>]`` (``--set methods.rho1.keep=0.4``), read by
+``CKLConfig.method_settings[<name>]`` (``--set method_settings.rho1.keep=0.4``), read by
 :meth:`Method.configure` before the run starts. So adding a method touches its
 own module and its test only (``CONTRIBUTING.md``).
 
@@ -102,11 +102,11 @@ class Method:
         self.settings = self.Settings()
 
     def configure(self, config) -> None:
-        """Read this method's settings from ``config.methods[self.name]`` (defaults where absent)."""
+        """Read this method's settings from ``config.method_settings[self.name]`` (defaults where absent)."""
         from trainattn.config import from_dict
 
-        self.settings = from_dict(self.Settings, (getattr(config, "methods", None) or {}).get(self.name, {}),
-                                  where=f"methods.{self.name}")
+        self.settings = from_dict(self.Settings, (getattr(config, "method_settings", None) or {}).get(self.name, {}),
+                                  where=f"method_settings.{self.name}")
 
     @classmethod
     def setting_names(cls) -> list[str]:
@@ -162,9 +162,9 @@ class CompositeMethod(Method):
 
     def configure(self, config) -> None:
         """Every component reads its settings; settings for a method that does not exist are an error."""
-        unknown = sorted(set(getattr(config, "methods", None) or {}) - set(METHODS))
+        unknown = sorted(set(getattr(config, "method_settings", None) or {}) - set(METHODS))
         if unknown:
-            raise ValueError(f"methods: settings for unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+            raise ValueError(f"method_settings: settings for unknown method(s) {unknown}; known: {', '.join(METHODS)}")
         for c in self.components:
             c.configure(config)
 

@@ -6,7 +6,7 @@ review pool with a generator seeded by ``(seed, epoch, step)`` (so a resumed
 run draws the same rows without saving RNG state). Review rows are trained
 with uniform weights (see :class:`~trainattn.methods.base.CompositeMethod`).
 
-Review pools (the ``pool`` setting, ``methods.mixreview.pool``):
+Review pools (the ``pool`` setting, ``method_settings.mixreview.pool``):
 
 * ``"disjoint"`` (default): the candidate rows the caller passes
   (``review_rows``, e.g. other time-invariant facts), minus every row that
@@ -74,7 +74,7 @@ class MixReview(Method):
                 raise ValueError(
                     "mixreview with pool 'disjoint' needs candidate review rows "
                     "(review_rows=...), e.g. time-invariant facts outside the test sets; "
-                    "or set methods.mixreview.pool=paper to replay the NOT-TO-FORGET evidence as the paper did"
+                    "or set method_settings.mixreview.pool=paper to replay the NOT-TO-FORGET evidence as the paper did"
                 )
             self.pool = disjoint_pool(
                 context.review_rows, context.to_learn_rows, context.not_to_forget_rows

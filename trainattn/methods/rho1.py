@@ -2,7 +2,7 @@
 
 Score of a token = excess loss = θ's current NLL − the reference model's NLL,
 where the reference is θ as it was at the start of the run (frozen, evaluated
-on the fly). Per sequence, the top ``keep`` fraction (``methods.rho1.keep``) of real tokens by
+on the fly). Per sequence, the top ``keep`` fraction (``method_settings.rho1.keep``) of real tokens by
 score get weight 1, the rest 0.
 
 The official TAALM code kept tokens with ``argsort(score) / L > k``: that
@@ -38,7 +38,7 @@ def top_fraction_mask(score: torch.Tensor, valid: torch.Tensor, keep: float) -> 
         keep: fraction in (0, 1].
     """
     if not 0.0 < keep <= 1.0:
-        raise ValueError(f"methods.rho1.keep must be in (0, 1], got {keep}")
+        raise ValueError(f"method_settings.rho1.keep must be in (0, 1], got {keep}")
     valid = valid.bool()
     count = valid.sum(-1)
     k = torch.tensor([max(1, round(keep * int(c))) if c else 0 for c in count], device=score.device)

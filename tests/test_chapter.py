@@ -1,0 +1,47 @@
+"""Chapter helpers: a notebook's parameters become the same configs the notebooks used to spell out."""
+
+import json
+
+import pytest
+
+from trainattn.book.chapter import Chapter
+from trainattn.config import CKLConfig, MetaConfig, PhiConfig, ThetaConfig
+
+PARAMS = {
+    "profile": "ci", "results_path": "out/results/04_lama_ckl.json", "model_name": "tiny", "device": "cpu",
+    "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0, "max_length": 64, "epochs": 3, "lr": 3e-4,
+    "batch_size": 4, "weight_decay": 0.01, "eval_batch_size": 16, "val_fraction": 0.25, "seed": 2,
+    "methods": ["finetune", "taalm"], "n_to_learn": 10, "n_not_to_forget": 12, "phi_layers": 2,
+    "inner_lr": 1e-4, "meta_steps": 5, "run_dir": None,
+    "Path": object(),  # not a literal: ignored, like the imports in a notebook's namespace
+}
+
+
+def test_configs_from_parameters_equal_the_spelled_out_ones():
+    chapter = Chapter(PARAMS)
+    theta = ThetaConfig(model="tiny", lora_rank=8, lora_alpha=16, lora_dropout=0.0, max_length=64)
+    assert chapter.ckl_config(method="taalm", n_to_learn=3, n_not_to_forget=4) == CKLConfig(
+        theta=theta, method="taalm", n_to_learn=3, n_not_to_forget=4, epochs=3, lr=3e-4, batch_size=4,
+        weight_decay=0.01, eval_batch_size=16, val_fraction=0.25, seed=2)
+    assert chapter.meta_config(val_every=0) == MetaConfig(
+        theta=theta, phi=PhiConfig(model="tiny", num_layers=2, lora_rank=8, lora_alpha=16),
+        inner_lr=1e-4, meta_steps=5, val_every=0, seed=2)
+    # a notebook's list of methods and its fact counts are not config fields of that name
+    assert chapter.ckl_config().method_settings == {} and chapter.ckl_config().n_to_learn == CKLConfig().n_to_learn
+    assert chapter.theta_config(lora_alpha=32).lora_alpha == 32
+
+
+def test_missing_parameters_and_bad_split_sources_are_named():
+    with pytest.raises(KeyError, match="no parameter 'model_name'"):
+        Chapter({}).theta_config()
+    with pytest.raises(ValueError, match="split_source must be one of"):
+        Chapter({**PARAMS, "split_source": "mine"}).lama_ckl_split(None, None)
+
+
+def test_results_companions_figures_and_work_folders_sit_beside_the_results(tmp_path):
+    chapter = Chapter({**PARAMS, "results_path": str(tmp_path / "ci" / "04_lama_ckl.json")})
+    assert chapter.work_dir() == tmp_path / "ci" / "04_lama_ckl_work"
+    assert Chapter({**PARAMS, "run_dir": "runs/x"}).work_dir().as_posix() == "runs/x"
+    assert chapter.figure_path("bars") == tmp_path / "ci" / "04_lama_ckl.bars.png"
+    assert json.loads(chapter.write_results({"a": 1.5}).read_text()) == {"a": 1.5}
+    assert chapter.write_companion("lama_ckl_summary", {"m": 1}) == tmp_path / "ci" / "lama_ckl_summary.json"
