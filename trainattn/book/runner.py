@@ -7,21 +7,8 @@ parameters for every notebook plus one section per notebook stem, e.g.
 ``results_path`` (``<build_dir>/results/<profile>/<stem>.json``), then compares
 the JSON each notebook wrote with the committed reference
 ``results/<profile>/<stem>.json`` inside the bands of
-``results/<profile>/tolerances.yml``:
-
-.. code-block:: yaml
-
-    default: {abs: 1.0e-6}          # band of any key not named below
-    ignore: ["versions.*"]          # never compared (every notebook)
-    01_concept:                     # per notebook: key pattern -> band
-      "document.*_nll": {rel: 1.0e-3}
-      ignore: ["seconds"]
-
-Keys are dotted paths into the JSON (list items by index, ``curves.0``);
-patterns use :mod:`fnmatch`; an exact key wins over a pattern, otherwise the
-first matching pattern in file order. A value is within its band when
-``|got - ref| <= max(abs, rel * |ref|)``; strings, booleans and nulls must be
-equal. ``update=True`` rewrites the references deliberately.
+``results/<profile>/tolerances.yml`` (:mod:`trainattn.book.tolerances`). ``update=True``
+rewrites the references deliberately.
 
 :func:`build_book` then runs ``jupyter-book build`` strictly (warnings are
 errors) on the executed copies; the book itself executes nothing, and the

@@ -81,7 +81,7 @@ class MetaLearner:
     Args:
         config: :class:`~trainattn.config.MetaConfig`.
         theta: θ with LoRA adapters (``add_lora``); its current LoRA tensors are θ₀.
-        phi: :class:`~trainattn.lm.TrainAttention`.
+        phi: :class:`~trainattn.core.train_attention.TrainAttention`.
         tokenizer: shared by θ and φ.
     """
 

@@ -52,7 +52,7 @@ class Oracle(Method):
 
 @register
 class TAALM(Method):
-    """Weights from a frozen, meta-trained φ (:class:`~trainattn.lm.TrainAttention`).
+    """Weights from a frozen, meta-trained φ (:class:`~trainattn.core.train_attention.TrainAttention`).
 
     Args:
         phi: φ itself, or ``None`` to build it in :meth:`prepare` with

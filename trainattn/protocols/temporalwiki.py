@@ -228,7 +228,7 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
     if any(a.name == "mixreview" and (not review_documents or a.settings.pool != "disjoint")
            for a in method.addons):
         raise ValueError("mixreview on TemporalWiki needs review_documents=[...] (the paper replays the "
-                         "August 2021 Wikipedia snapshot) and review_pool='disjoint'")
+                         "August 2021 Wikipedia snapshot) and method_settings.mixreview.pool='disjoint'")
     probes = select_probes(periods, probes_by_period, max_probes, config.seed, data_dir)
     docs, source = _documents(periods, documents_by_period, probes, source_label, diffset_dir)
     rows = {p: document_rows(p, docs[p]) for p in periods}
