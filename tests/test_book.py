@@ -204,9 +204,13 @@ def _fake_papermill(monkeypatch, value):
     import papermill
 
     def execute(input_path, output_path, parameters, **kwargs):
-        Path(parameters["results_path"]).parent.mkdir(parents=True, exist_ok=True)
-        Path(parameters["results_path"]).write_text(json.dumps({"acc": value}))
-        Path(output_path).write_text("{}")
+        assert not Path(parameters["results_path"]).is_absolute()  # no build machine's path on a page
+        results = Path(kwargs["cwd"]) / parameters["results_path"]
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps({"acc": value}))
+        page = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Toy"}], "metadata": {},
+                "nbformat": 4, "nbformat_minor": 5}
+        Path(output_path).write_text(json.dumps(page))
 
     monkeypatch.setattr(papermill, "execute_notebook", execute)
 
@@ -231,6 +235,26 @@ def test_update_then_check_then_mismatch(tmp_path, monkeypatch):
         run_book("ci", root=root)
     assert "01_toy" in str(err.value) and "acc" in str(err.value) and "abs 0.01" in str(err.value)
     assert err.value.report.runs[0].status == "mismatch"
+    page = json.loads((root / "book" / "executed" / "01_toy.ipynb").read_text())
+    note = page["cells"][1]["source"]  # after the title: the page says which numbers differ
+    assert note.startswith("```{warning}") and "| `acc` | 0.5 | 0.6 | abs 0.01 |" in note
+    assert "results/ci/01_toy.json" in note
+
+
+def test_cli_builds_the_book_despite_a_mismatch_unless_strict(tmp_path, monkeypatch):
+    import trainattn.book.runner as runner
+    from trainattn.cli import main
+
+    root = _fake_project(tmp_path)
+    _fake_papermill(monkeypatch, 0.5)
+    run_book("ci", root=root, update=True)
+    (root / "results" / "ci" / "tolerances.yml").write_text("default: {abs: 0.01}\n")
+    _fake_papermill(monkeypatch, 0.6)
+    built = []
+    monkeypatch.setattr(runner, "build_book", lambda *a, **k: built.append(1) or root / "_build" / "html")
+    monkeypatch.chdir(root)
+    assert main(["book", "--profile", "ci"]) == 0 and built == [1]
+    assert main(["book", "--profile", "ci", "--strict"]) == 1 and built == [1, 1]
 
 
 def test_committed_tolerances_and_references_are_valid():

@@ -214,13 +214,26 @@ def _report(args):
 
 
 def _book(args):
-    from trainattn.book.runner import build_book, run_book
+    from trainattn.book.runner import BookCheckError, build_book, run_book
 
-    report = run_book(args.profile, args.notebooks or None, update=args.update,
-                      timeout=args.timeout or None)
+    try:
+        report = run_book(args.profile, args.notebooks or None, update=args.update,
+                          timeout=args.timeout or None)
+    except BookCheckError as err:  # the book is still built: its pages mark what differs
+        report = err.report
     print(report.table())
     if not args.no_build:
         print(f"book built in {build_book()}")
+    failed = [r.stem for r in report.runs if r.status == "failed"]
+    if failed:
+        print(f"trainattn book: notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    if not report.ok:
+        if args.strict:
+            print("trainattn book: results outside their tolerance bands (--strict)", file=sys.stderr)
+            return 1
+        print("note: some results are outside their tolerance bands; the pages say which "
+              "(--strict makes this an error)")
     return 0
 
 
@@ -322,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update", action="store_true",
                    help="rewrite the reference results/<profile>/*.json instead of checking them")
     p.add_argument("--no-build", action="store_true", help="execute and check only; skip jupyter-book")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a result leaves its tolerance band (CI); otherwise the book is built "
+                        "and its pages mark the results that differ")
     p.add_argument("--timeout", type=int, default=0, help="seconds per cell (0: no limit)")
     p.set_defaults(func=_book)
     return parser

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,13 @@ from typing import Any
 import yaml
 
 from trainattn.book.chapter import companion_files
-from trainattn.book.tolerances import Mismatch, compare_results, format_mismatches, load_tolerances
+from trainattn.book.tolerances import (
+    Mismatch,
+    cell_text,
+    compare_results,
+    format_mismatches,
+    load_tolerances,
+)
 from trainattn.errors import TrainattnError
 from trainattn.files import read_json, write_json_atomic
 
@@ -220,7 +227,9 @@ def run_book(
         stem = path.stem
         got_path = build_dir / "results" / profile / f"{stem}.json"
         executed = build_dir / f"{stem}.ipynb"
-        params = {**notebook_parameters(data, stem), "results_path": str(got_path), "profile": profile}
+        # relative to the repository root (papermill runs there): no build machine's path in the book
+        params = {**notebook_parameters(data, stem), "results_path": os.path.relpath(got_path, root),
+                  "profile": profile}
         run = NotebookRun(stem, "failed", executed=executed, results=got_path)
         report.runs.append(run)
         undeclared = sorted(set(params) - set(parameters_cell(path)))
@@ -257,9 +266,32 @@ def run_book(
             run.mismatches = compare_results(stem, read_json(reference), got, tolerances)
             run.status = "mismatch" if run.mismatches else "ok"
             run.message = f"{len(run.mismatches)} key(s) outside their bands" if run.mismatches else ""
+            if run.mismatches:
+                mark_mismatches(executed, run.mismatches, reference.relative_to(root))
     if not report.ok:
         raise BookCheckError(report)
     return report
+
+
+def mismatch_note(mismatches: list[Mismatch], reference: str | Path) -> str:
+    """A MyST warning that lists the numbers of this build outside their bands (a page's first note)."""
+    rows = [(m.key, cell_text(m.reference), cell_text(m.got), m.band) for m in mismatches]
+    lines = ["```{warning}",
+             f"**Results check:** {len(mismatches)} number(s) of this build are outside their tolerance "
+             f"bands against the reference `{Path(reference).as_posix()}`. The page shows this build's numbers.",
+             "", "| key | reference | this build | band |", "|---|---|---|---|"]
+    lines += [f"| `{k}` | {a} | {b} | {band} |" for k, a, b, band in rows]
+    return "\n".join(lines + ["```"])
+
+
+def mark_mismatches(executed: Path, mismatches: list[Mismatch], reference: str | Path) -> None:
+    """Put :func:`mismatch_note` on the executed notebook's page, after its title cell."""
+    nb = json.loads(Path(executed).read_text(encoding="utf-8"))
+    cell = {"cell_type": "markdown", "id": "results-check-mismatch", "metadata": {},
+            "source": mismatch_note(mismatches, reference)}
+    nb["cells"] = [c for c in nb["cells"] if c.get("id") != cell["id"]]
+    nb["cells"].insert(1 if nb["cells"] and nb["cells"][0]["cell_type"] == "markdown" else 0, cell)
+    Path(executed).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def check_toc(root: str | Path = ".") -> list[str]:

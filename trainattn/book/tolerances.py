@@ -119,7 +119,8 @@ def compare_results(stem: str, reference: dict, got: dict, tolerances: dict) -> 
     return mismatches
 
 
-def _cell(value) -> str:
+def cell_text(value) -> str:
+    """A value as a short table cell: floats with 6 significant digits, others as JSON, cut at 40 characters."""
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.6g}"
     text = value if isinstance(value, str) else json.dumps(value)
@@ -129,7 +130,7 @@ def _cell(value) -> str:
 def format_mismatches(mismatches: list[Mismatch]) -> str:
     """A plain-text table: notebook, key, reference, got, band."""
     rows = [("notebook", "key", "reference", "got", "band")]
-    rows += [(m.notebook, m.key, _cell(m.reference), _cell(m.got), m.band) for m in mismatches]
+    rows += [(m.notebook, m.key, cell_text(m.reference), cell_text(m.got), m.band) for m in mismatches]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
