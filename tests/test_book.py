@@ -57,10 +57,12 @@ def test_notebook_parameters_cell_holds_plain_literals(path):
 def test_notebook_has_colab_badge_guarded_install_and_results_check(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     first_md = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
-    url = f"https://colab.research.google.com/github/trainattn/trainattn/blob/main/notebooks/{path.name}"
+    from trainattn.book.links import colab_url, install_spec
+
+    url = colab_url(path.name, ROOT)
     assert url in "".join(first_md["source"])
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
-    assert '"google.colab" in sys.modules' in code[1]
+    assert '"google.colab" in sys.modules' in code[1] and install_spec(ROOT) in code[1]
     last = code[-1]
     assert ("results_path" in last or "chapter.write_results(" in last) and "assert" in last
     sources = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
@@ -315,3 +317,46 @@ def test_companion_files_are_read_from_the_notebooks():
         "x": "a", "y": "b"}
     with pytest.raises(ValueError, match="written by both a and b"):
         companion_files({"a": 'write_companion("x", 1)', "b": 'write_companion("x", 2)'})
+
+
+def test_badges_follow_the_repository_setting(tmp_path):
+    import shutil
+
+    from trainattn.book.links import colab_url, install_spec, sync_links
+
+    assert sync_links(ROOT, write=False) == []  # the committed notebooks agree with _config.yml
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    config = (ROOT / "_config.yml").read_text().replace("https://github.com/trainattn/trainattn",
+                                                        "https://github.com/someone/fork")
+    (tmp_path / "_config.yml").write_text(config.replace("branch: main", "branch: dev"))
+    assert len(sync_links(tmp_path)) == len(NOTEBOOKS) and sync_links(tmp_path) == []
+    text = (tmp_path / "notebooks" / NOTEBOOKS[0].name).read_text()
+    assert colab_url(NOTEBOOKS[0].name, tmp_path) in text and install_spec(tmp_path) in text
+    assert "github/someone/fork/blob/dev/notebooks/" in text and "trainattn @ git+https://github.com/someone/fork@dev" in text
+
+
+def test_measured_spread_is_the_largest_difference_over_settings():
+    from trainattn.book.tolerances import measure_spread
+
+    ref = {"a": 1.0, "b": [2.0, 0.0], "name": "x", "n": 3}
+    spreads = measure_spread(ref, {"avx2": {"a": 1.1, "b": [2.0, 0.0], "name": "y", "n": 3},
+                                   "default": {"a": 0.95, "b": [1.0, 0.0], "n": 3}})
+    assert spreads["a"].abs == pytest.approx(0.1) and spreads["a"].where == "avx2"
+    assert spreads["b.0"].abs == 1.0 and spreads["b.0"].rel == 0.5 and spreads["b.0"].where == "default"
+    assert spreads["b.1"].abs == 0.0 and spreads["n"].abs == 0 and "name" not in spreads
+    assert measure_spread(ref, {"broken": {"b": [2.0, 0.0]}})["a"].abs == float("inf")
+
+
+def test_unique_scripts_extension_drops_repeated_scripts():
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("unique_scripts", ROOT / "book" / "_ext" / "unique_scripts.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    inline = SimpleNamespace(filename=None, attributes={"body": "const THEBE_JS_URL = 'x'"})
+    again = SimpleNamespace(filename=None, attributes={"body": "const THEBE_JS_URL = 'x'"})
+    other = SimpleNamespace(filename="_static/a.js", attributes={})
+    context = {"script_files": [inline, other, again, SimpleNamespace(filename="_static/a.js", attributes={})]}
+    ext.unique_scripts(None, "index", "page.html", context, None)
+    assert context["script_files"] == [inline, other]

@@ -140,3 +140,25 @@ def test_meta_train_then_validate_then_taalm_end_to_end(model_dir, tmp_path, cap
                  "n_to_learn=2", "n_not_to_forget=2", "batch_size=2", "theta.lora_rank=2"])
     assert code == 0
     assert json.loads((tmp_path / "taalm" / "result.json").read_text())["method"] == "taalm"
+    capsys.readouterr()
+    assert main(["weights", "--phi", str(phi_run), "the", "capital", "of", "France"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "meta-training step 2" in lines[0]
+    from trainattn.testing import tiny_tokenizer
+
+    n_targets = len(tiny_tokenizer()("the capital of France")["input_ids"]) - 1
+    weights = [float(line.split()[-2] if line.split()[-1].startswith("█") else line.split()[-1])
+               for line in lines[1:]]
+    assert len(weights) == n_targets and all(0 < w < 1 for w in weights)
+
+
+def test_weights_without_a_trained_phi_names_the_folder(tmp_path, capsys):
+    assert main(["weights", "--phi", str(tmp_path / "none"), "some text"]) == 2
+    assert "no trained φ" in capsys.readouterr().err
+
+
+def test_token_weight_text_draws_one_bar_per_token():
+    from trainattn.report.figures import token_weight_text
+
+    text = token_weight_text(["Paris", "\n", "."], [1.0, 0.5, 0.0], width=10).splitlines()
+    assert text == ["Paris   1.000  ██████████", "\\n      0.500  █████", ".       0.000  "]

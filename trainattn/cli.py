@@ -213,6 +213,23 @@ def _report(args):
     return 0
 
 
+def _weights(args):
+    from trainattn.core.train_attention import text_token_weights
+    from trainattn.lm import load_lm
+    from trainattn.protocols.meta_training import load_trained_phi, trained_phi_config
+    from trainattn.report.figures import token_weight_text
+
+    config = trained_phi_config(args.phi)
+    _, tokenizer = load_lm(config.phi.model)
+    phi = load_trained_phi(args.phi, tokenizer)
+    text = " ".join(args.text)
+    tokens, weights = text_token_weights(phi, tokenizer, text, args.max_length)
+    print(f"φ from {args.phi} (meta-training step {config.meta_steps}, backbone {config.phi.model}); "
+          "weight per predicted token:")
+    print(token_weight_text(tokens, weights))
+    return 0
+
+
 def _book(args):
     from trainattn.book.runner import BookCheckError, build_book, run_book
 
@@ -241,6 +258,10 @@ def torch_seed(seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
+
+
+# φ meta-trained by chapter 03 at the cpu profile: its LoRA + head tensors and config, committed
+SHIPPED_PHI = "results/cpu/phi"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", help="result.json files or folders holding them")
     p.add_argument("--plot", default=None, help="write learning/forgetting curves to this PNG")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("weights", help="φ's weight for every token of a text you type")
+    p.add_argument("text", nargs="+", help="the text, e.g. \"Marie Curie was born in Warsaw.\"")
+    p.add_argument("--phi", default=SHIPPED_PHI,
+                   help=f"a meta-training run folder (default: the shipped φ, {SHIPPED_PHI})")
+    p.add_argument("--max-length", type=int, default=None, help="tokens kept (default: all)")
+    p.set_defaults(func=_weights)
 
     p = sub.add_parser("book", help="execute the notebooks (papermill), check their results, build the book")
     p.add_argument("--profile", default="ci", choices=["ci", "cpu", "gpu"],

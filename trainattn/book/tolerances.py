@@ -135,3 +135,45 @@ def format_mismatches(mismatches: list[Mismatch]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------ measuring bands
+
+
+@dataclass
+class Spread:
+    """How far one key moved across runs under other settings: the largest |got - ref| and its relative size."""
+
+    key: str
+    abs: float
+    rel: float
+    where: str  # the setting of the largest difference
+
+
+def measure_spread(reference: dict, runs: dict[str, dict]) -> dict[str, Spread]:
+    """Per numeric key of ``reference``: the largest difference in any of ``runs`` (``{setting: results}``).
+
+    Keys whose value is not a number in the reference or a run are left out; a key
+    missing from a run counts as an infinite difference (the run is not comparable).
+    """
+    ref = flatten(reference)
+    spreads: dict[str, Spread] = {}
+    for label, got in runs.items():
+        new = flatten(got)
+        for key, a in ref.items():
+            if not _number(a):
+                continue
+            b = new.get(key)
+            diff = math.inf if not _number(b) else abs(float(b) - float(a))
+            rel = diff / abs(a) if a else (0.0 if diff == 0 else math.inf)
+            if key not in spreads or diff > spreads[key].abs:
+                spreads[key] = Spread(key, diff, rel, label)
+    return spreads
+
+
+def spread_table(spreads: dict[str, Spread], only_moving: bool = True) -> str:
+    """A plain-text table of the keys that moved (all keys with ``only_moving=False``)."""
+    rows = [s for s in spreads.values() if s.abs > 0 or not only_moving]
+    lines = [f"{'key':<60} {'max |Δ|':>12} {'max |Δ|/|ref|':>14}  setting"]
+    lines += [f"{s.key:<60} {s.abs:>12.3g} {s.rel:>14.3g}  {s.where}" for s in sorted(rows, key=lambda s: s.key)]
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from trainattn.core.lora import add_lora
+from trainattn.core.spans import encode_texts
 
 
 def _decoder(lm: nn.Module) -> nn.Module:
@@ -87,3 +88,24 @@ class TrainAttention(nn.Module):
         """
         weights = torch.sigmoid(self.logits(input_ids, attention_mask, position_ids))[:, 1:]
         return weights * attention_mask[:, 1:].to(weights.dtype)
+
+
+@torch.no_grad()
+def text_token_weights(phi: TrainAttention, tokenizer, text: str, max_length: int | None = None):
+    """φ's weight for every token of ``text``: ``(tokens, weights)``.
+
+    ``tokens[t]`` is the decoded token t + 1 (the first token is never a target) and
+    ``weights`` is a ``[seq_len - 1]`` CPU tensor, detached; φ runs in eval mode.
+    """
+    if not text.strip():
+        raise ValueError("the text to weigh is empty")
+    was_training = phi.training
+    phi.eval()
+    try:
+        device = next(phi.parameters()).device
+        enc = encode_texts(tokenizer, [text], max_length).to(device)
+        weights = phi(enc.input_ids, enc.attention_mask, enc.position_ids)[0].float().cpu()
+    finally:
+        phi.train(was_training)
+    tokens = [tokenizer.decode([t]) for t in enc.input_ids[0, 1:].tolist()]
+    return tokens, weights

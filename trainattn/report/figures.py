@@ -52,6 +52,16 @@ def token_weight_html(tokens: list[str], weights, object_mask=None, scale: float
             + "".join(cells) + "</div>")
 
 
+def token_weight_text(tokens: list[str], weights, width: int = 30) -> str:
+    """One line per token for a terminal: the token, φ's weight and a bar of ``width`` at weight 1."""
+    shown = [repr(t)[1:-1] for t in tokens]
+    pad = max((len(t) for t in shown), default=0)
+    lines = []
+    for token, w in zip(shown, (float(x) for x in weights), strict=True):
+        lines.append(f"{token:<{pad}}  {w:6.3f}  {'█' * round(max(0.0, min(w, 1.0)) * width)}")
+    return "\n".join(lines)
+
+
 def plot_meta_history(result: dict, path=None):
     """Outer loss and φ's mean weight on object vs other tokens, per meta-step."""
     import matplotlib.pyplot as plt
