@@ -355,7 +355,7 @@ def test_unique_scripts_extension_drops_repeated_scripts():
     ext = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ext)
     inline = SimpleNamespace(filename=None, attributes={"body": "const THEBE_JS_URL = 'x'"})
-    again = SimpleNamespace(filename=None, attributes={"body": "const THEBE_JS_URL = 'x'"})
+    again = SimpleNamespace(filename="", attributes={"body": "const THEBE_JS_URL = 'x'"})  # "" = None
     other = SimpleNamespace(filename="_static/a.js", attributes={})
     context = {"script_files": [inline, other, again, SimpleNamespace(filename="_static/a.js", attributes={})]}
     ext.unique_scripts(None, "index", "page.html", context, None)

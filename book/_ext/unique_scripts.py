@@ -12,7 +12,9 @@ from __future__ import annotations
 
 def _key(script) -> tuple:
     attributes = getattr(script, "attributes", {}) or {}
-    return str(getattr(script, "filename", script)), tuple(sorted((k, str(v)) for k, v in attributes.items()))
+    # an inline script has no file: Sphinx records that as None or as "" depending on who added it
+    filename = getattr(script, "filename", script) or ""
+    return str(filename), tuple(sorted((k, str(v)) for k, v in attributes.items()))
 
 
 def unique_scripts(app, pagename, templatename, context, doctree) -> None:

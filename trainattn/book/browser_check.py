@@ -364,14 +364,6 @@ class PageResult:
         return not self.problems
 
 
-# Browser errors that Jupyter Book 1.x's own theme stack raises (seen with sphinx-book-theme 1.3,
-# pydata-sphinx-theme 0.17, sphinx-thebe 0.3): notes, not failures.
-KNOWN_THEME_ERRORS = (
-    # pydata-sphinx-theme on a browser profile's first page (no theme mode stored yet)
-    re.compile(r"Got invalid theme mode: \. Resetting to auto\."),
-)
-
-
 def _offline(message: dict) -> bool:
     """A console error that only says a remote resource did not load (no network)."""
     return message["text"].startswith("Failed to load resource") and _remote(message.get("url", ""))
@@ -382,8 +374,10 @@ def browser_errors(rendered: Rendered, remote_broken: tuple[str, ...] | list[str
     """The page's console errors and uncaught exceptions as (problems, notes).
 
     Each one is a problem, except a remote resource that failed to load (a note:
-    offline; none for an image already noted among ``remote_broken``) and the
-    theme's own :data:`KNOWN_THEME_ERRORS` (notes).
+    offline; none for an image already noted among ``remote_broken``). The theme's
+    own errors are fixed in the book's configuration, not excused here: sphinx-thebe's
+    repeated script by ``book/_ext/unique_scripts.py``, pydata-sphinx-theme's unset
+    mode by ``html_context.default_mode`` in ``_config.yml``.
     """
     problems, notes = [], []
     errors = [(f"console error: {m['text']}", m) for m in rendered.console_errors]
@@ -392,8 +386,6 @@ def browser_errors(rendered: Rendered, remote_broken: tuple[str, ...] | list[str
         if _offline(message):
             if message.get("url") not in remote_broken:
                 notes.append(f"remote resource not loaded (offline?): {message['url']}")
-        elif any(known.fullmatch(message["text"]) for known in KNOWN_THEME_ERRORS):
-            notes.append(f"known theme error, ignored: {message['text']}")
         else:
             problems.append(text)
     return problems, notes
