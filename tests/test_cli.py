@@ -141,7 +141,14 @@ def test_meta_train_then_validate_then_taalm_end_to_end(model_dir, tmp_path, cap
     assert code == 0
     assert json.loads((tmp_path / "taalm" / "result.json").read_text())["method"] == "taalm"
     capsys.readouterr()
-    assert main(["weights", "--phi", str(phi_run), "the", "capital", "of", "France"]) == 0
+    shipped = tmp_path / "shipped"
+    assert main(["export-phi", str(phi_run), str(shipped)]) == 0
+    assert sorted(p.name for p in shipped.iterdir()) == ["phi.safetensors", "state.json"]
+    from trainattn.protocols.store import phi_fingerprint
+
+    assert json.loads((shipped / "state.json").read_text())["phi_sha256"] == phi_fingerprint(phi_run)
+    capsys.readouterr()
+    assert main(["weights", "--phi", str(shipped), "the", "capital", "of", "France"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "meta-training step 2" in lines[0]
     from trainattn.testing import tiny_tokenizer

@@ -230,6 +230,14 @@ def _weights(args):
     return 0
 
 
+def _export_phi(args):
+    from trainattn.protocols.meta_training import export_phi
+
+    out = export_phi(args.run, args.out)
+    print(f"φ exported to {out} ({sum(f.stat().st_size for f in out.iterdir()) / 2**20:.1f} MiB)")
+    return 0
+
+
 def _book(args):
     from trainattn.book.runner import BookCheckError, build_book, run_book
 
@@ -354,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a meta-training run folder (default: the shipped φ, {SHIPPED_PHI})")
     p.add_argument("--max-length", type=int, default=None, help="tokens kept (default: all)")
     p.set_defaults(func=_weights)
+
+    p = sub.add_parser("export-phi", help="copy a trained φ (LoRA + head tensors, config) into a small folder")
+    p.add_argument("run", help="a meta-training run folder")
+    p.add_argument("out", help="the folder to write (e.g. results/cpu/phi)")
+    p.set_defaults(func=_export_phi)
 
     p = sub.add_parser("book", help="execute the notebooks (papermill), check their results, build the book")
     p.add_argument("--profile", default="ci", choices=["ci", "cpu", "gpu"],

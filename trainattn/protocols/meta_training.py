@@ -10,7 +10,9 @@ therefore continues the identical trajectory.
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -27,12 +29,14 @@ from trainattn.core.losses import (
 )
 from trainattn.core.meta import MetaExample, MetaLearner
 from trainattn.core.spans import encode_with_objects
-from trainattn.files import read_json
+from trainattn.files import read_json, write_json_atomic
 from trainattn.protocols.store import (
     PHI_FILE,
     Run,
     data_fingerprint,
     phi_file,
+    phi_fingerprint,
+    provenance,
     run_identity,
     versions,
 )
@@ -222,6 +226,25 @@ def trained_phi_config(run_dir) -> MetaConfig:
     if not state.is_file():
         raise FileNotFoundError(f"{run_dir}: no meta-training checkpoint (state.json) beside {PHI_FILE}")
     return from_dict(MetaConfig, read_json(state)["config"], str(state))
+
+
+def export_phi(run_dir, out_dir) -> Path:
+    """Copy a meta-training run's trained φ into a small folder that can be shipped and loaded.
+
+    ``out_dir`` gets ``phi.safetensors`` (φ's LoRA + head tensors only: no backbone, no
+    optimizer) and ``state.json`` (the run's config, its step, validations, where and when
+    it was computed, and φ's fingerprint). :func:`load_trained_phi` and
+    ``trainattn weights --phi <out_dir>`` load it like the run itself.
+    """
+    source = phi_file(run_dir)
+    state = read_json(source.parent / "state.json")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, out / PHI_FILE)
+    keep = {k: state[k] for k in ("config", "step", "validations", "seconds") if k in state}
+    write_json_atomic(out / "state.json", {**keep, "phi_sha256": phi_fingerprint(out / PHI_FILE),
+                                           "exported_from": Path(run_dir).as_posix(), "provenance": provenance()})
+    return out
 
 
 def load_trained_phi(run_dir, theta_tokenizer=None, cache_dir=None):
