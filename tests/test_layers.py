@@ -103,3 +103,10 @@ def test_the_layer_walker_sees_an_upward_import(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path / "trainattn")
     assert imports(fake / "bad.py") == [(2, "trainattn.report.tables")]
     assert layer_of("trainattn.report.tables") > layer_of(module_name(fake / "bad.py"))
+
+
+def test_every_subpackage_ships_in_a_wheel():
+    """A folder of modules without ``__init__.py`` is left out of a non-editable install (Colab's)."""
+    folders = {p.parent for p in SOURCES}
+    missing = [str(f.relative_to(PACKAGE.parent)) for f in folders if not (f / "__init__.py").is_file()]
+    assert not missing, missing

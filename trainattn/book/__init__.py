@@ -1,0 +1,2 @@
+"""The book's tooling: the papermill runner, tolerance bands, chapter helpers, Colab links, the
+browser check."""

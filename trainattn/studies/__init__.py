@@ -1,0 +1,1 @@
+"""Studies built from the protocols: ablations, the open questions, token analyses."""
