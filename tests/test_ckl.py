@@ -107,7 +107,8 @@ def test_run_writes_a_complete_result(tokenizer, tmp_path, monkeypatch):
     assert again == result  # versions included: they name the machine that trained it
     saved = json.loads((tmp_path / "result.json").read_text())
     identity = saved.pop("identity")  # the run store's: config, method and the data's fingerprint
-    assert identity["method"] == "finetune+mixreview" and identity["config"] == saved["config"]
+    assert identity["method"] == "finetune+mixreview" and identity["config"]["lr"] == saved["config"]["lr"]
+    assert identity["config"]["method_settings"]["mixreview"]["pool"] == "paper"  # resolved settings
     assert saved == json.loads(json.dumps(result))
     assert saved["method"] == "finetune+mixreview" and saved["labels"] == {"review_pool": "paper", "review_pool_size": 2}
     assert {"torch", "transformers", "trainattn"} <= set(saved["versions"])

@@ -168,3 +168,26 @@ def test_tuning_rows_last_and_best(tmp_path):
     assert a[0] == "A_last" and a[1] == 32 and a[7] == "2.0" and a[8] == 4 and a[10] == "8.00 / 9.00"
     assert a[11] == "–"  # no unseen validation
     assert b[8] == 2 and b[10] == "7.00 / 9.00" and b[11] == "0.000 / 0.100 (n=24)"
+
+
+def test_old_results_become_records_the_grid_reads_back(tokenizer, tmp_path):
+    from dataclasses import replace
+
+    from trainattn.config import to_dict
+    from trainattn.protocols.grid import import_results
+
+    made = grid_run(tokenizer, tmp_path / "made", methods=("finetune",), seeds=(0,))[0]
+    old = {k: v for k, v in made.items() if k != "phi_sha256"}
+    base = config(epochs=1)  # the grid's base config (grid_run)
+    old["config"] = {**to_dict(replace(base, method="finetune", seed=0)), "rho_keep": 0.6}  # pre-store format
+    old["config"].pop("method_settings")
+    paths = import_results([old], base, TO_LEARN, NOT_TO_FORGET, tmp_path / "records")
+    assert paths == [run_dir_for(tmp_path / "records", "finetune", 0) / "result.json"]
+    calls = []
+    again = grid_run(tokenizer, tmp_path / "records", methods=("finetune",), seeds=(0,), calls=calls)[0]
+    assert calls == [] and again["curves"] == made["curves"]  # read back, not recomputed
+    wrong = {**old, "config": {**old["config"], "lr": 0.5}}
+    with pytest.raises(TrainattnError, match="config lr differ"):
+        import_results([wrong], base, TO_LEARN, NOT_TO_FORGET, tmp_path / "x")
+    with pytest.raises(TrainattnError, match="made on"):
+        import_results([old], base, TO_LEARN[:1], NOT_TO_FORGET, tmp_path / "y")

@@ -20,9 +20,17 @@ import numpy as np
 import torch
 
 from trainattn.config import CKLConfig
+from trainattn.errors import TrainattnError
 from trainattn.methods import canonical_method_name, make_method, uses_phi
 from trainattn.protocols.lama_ckl import run_lama_ckl
-from trainattn.protocols.store import Run, data_fingerprint, phi_fingerprint, run_identity
+from trainattn.protocols.store import (
+    Run,
+    config_identity,
+    data_fingerprint,
+    differing_keys,
+    phi_fingerprint,
+    run_identity,
+)
 
 SUMMARY_KEYS = ("top_acc_mean", "top_acc_std", "epoch_mean", "nf_acc_mean",
                 "total_knowledge_mean", "total_knowledge_std", "seeds")
@@ -115,6 +123,47 @@ def summarise(results: list[dict]) -> dict[str, dict]:
             "labels": runs[0].get("labels", {}),
         }
     return summary
+
+
+def import_results(results: list[dict], base: CKLConfig, to_learn_rows: list[dict],
+                   not_to_forget_rows: list[dict], run_root: str | Path, phi_run: str | Path | None = None,
+                   ) -> list[Path]:
+    """Turn finished results written before the run store into records the grid reads back.
+
+    Each result must be the run this grid would make: its stored config equals
+    ``base`` with the result's method and seed (compared by
+    :func:`~trainattn.protocols.store.config_identity`, so a default spelled out
+    equals one left out and φ's path does not count), its sizes match the rows, and
+    for a method that uses φ its recorded ``phi_sha256`` is the fingerprint of
+    ``phi_run``. The rows themselves are the caller's to check (older results
+    record sizes, not uuids). Returns the ``result.json`` paths written.
+    """
+    from trainattn.config import from_dict
+
+    written = []
+    for result in results:
+        method, seed = canonical_method_name(result["method"]), int(result["seed"])
+        needs_phi = uses_phi(method)
+        config = replace(base, method=method, seed=seed, phi_checkpoint=str(phi_run) if needs_phi else None)
+        where = result.get("_path", f"{method}/seed-{seed}")
+        stored = from_dict(CKLConfig, result["config"], where)
+        if config_identity(stored) != config_identity(config):
+            keys = differing_keys(config_identity(stored), config_identity(config))
+            raise TrainattnError(f"{where}: not the run this grid makes (config {', '.join(keys)} differ)")
+        sizes = result.get("sizes", {})
+        if (sizes.get("to_learn"), sizes.get("not_to_forget")) != (len(to_learn_rows), len(not_to_forget_rows)):
+            raise TrainattnError(f"{where}: made on {sizes.get('to_learn')} + {sizes.get('not_to_forget')} facts, "
+                                 f"not {len(to_learn_rows)} + {len(not_to_forget_rows)}")
+        phi_sha = phi_fingerprint(phi_run) if needs_phi else None
+        if needs_phi and result.get("phi_sha256") != phi_sha:
+            raise TrainattnError(f"{where}: made with another φ ({str(result.get('phi_sha256'))[:12]}…, "
+                                 f"{phi_run} is {phi_sha[:12]}…)")
+        run = Run(run_dir_for(run_root, method, seed),
+                  run_identity(config, method=method, phi_sha256=phi_sha,
+                               data=data_fingerprint(to_learn_rows, not_to_forget_rows)))
+        run.write_result({k: v for k, v in result.items() if k != "_path"})
+        written.append(run.folder / "result.json")
+    return written
 
 
 def lama_ckl_summary(results: list[dict]) -> dict[str, dict]:

@@ -236,7 +236,8 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
     ``model`` is modified in place (LoRA is injected, or it becomes a frozen
     K-Adapter base): pass a fresh model per run. ``method`` defaults to
     ``make_method(config.method)``; a given method must have the same name.
-    With ``out_dir``, a checkpoint of the same config and data is resumed.
+    With ``out_dir``, a finished run of the same identity (config, method, φ, data) is read
+    back and a checkpoint of it is resumed; another run's files there are an error.
 
     ``accelerator`` (an ``accelerate.Accelerator``, optional): θ is moved to
     its device; with several processes training is data parallel (module
@@ -260,6 +261,9 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
         trainable_tensors(theta).values(), lr=config.lr, weight_decay=config.weight_decay)
 
     run = ckl_run(config, method, to_learn_rows, not_to_forget_rows, out_dir)
+    finished = run.read_result()
+    if finished is not None:  # the same run, already finished (here or on another machine): read back
+        return finished
     state = restore_training_state(run, theta, optimizer, method)
     barrier(accelerator)  # everyone has read the checkpoint before the main process writes one
     if state is None:

@@ -164,6 +164,31 @@ def method_phi(method) -> Any:
     return getattr(weighting, "phi", None)
 
 
+def config_identity(config) -> dict:
+    """What of a config defines a run: every field except where φ was read from (``phi_checkpoint``,
+    a path; φ counts by :func:`phi_fingerprint`), and a CKL run's method settings resolved
+    for the methods it uses (a default spelled out equals a default left out; settings of
+    methods the run does not use do not count)."""
+    from trainattn.config import CKLConfig, from_dict, to_dict
+
+    if isinstance(config, dict):
+        return {k: v for k, v in config.items() if k != "phi_checkpoint"}
+    data = {k: v for k, v in to_dict(config).items() if k != "phi_checkpoint"}
+    if isinstance(config, CKLConfig):
+        from dataclasses import asdict
+
+        from trainattn.methods import METHODS, canonical_method_name
+
+        given = config.method_settings or {}
+        resolved = {}
+        for name in canonical_method_name(config.method).split("+"):
+            settings = from_dict(METHODS[name].Settings, given.get(name, {}), f"method_settings.{name}")
+            if asdict(settings):
+                resolved[name] = asdict(settings)
+        data["method_settings"] = resolved
+    return data
+
+
 def run_identity(config=None, *, method=None, data: str | None = None, phi=None,
                  phi_sha256: str | None = None, **parts) -> dict:
     """A run's identity, normalised as JSON reads it back.
@@ -174,12 +199,10 @@ def run_identity(config=None, *, method=None, data: str | None = None, phi=None,
     that fingerprint, already computed); ``parts``:
     anything else that defines the run. Keys left as ``None`` are dropped.
     """
-    from trainattn.config import to_dict
-
     if phi is not None and hasattr(phi, "weighting_method"):
         phi = method_phi(phi)
     identity = {
-        "config": to_dict(config) if config is not None and not isinstance(config, dict) else config,
+        "config": None if config is None else config_identity(config),
         "method": getattr(method, "name", method),
         "data_sha256": data,
         "phi_sha256": phi_sha256 or phi_fingerprint(phi),
