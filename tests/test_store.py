@@ -160,3 +160,7 @@ def test_a_config_counts_by_content_not_by_paths_or_spelled_out_defaults():
                                                   "mixreview": {"ratio": 1.0, "decay": 1.0, "pool": "disjoint"}}
     assert run_identity(CKLConfig(method="rho1", method_settings={"rho1": {"keep": 0.4}})) != run_identity(
         CKLConfig(method="rho1"))
+
+
+def test_a_method_counts_by_its_canonical_name():
+    assert run_identity(CKLConfig(method="kadapter")) == run_identity(CKLConfig(method="finetune+kadapter"))

@@ -242,8 +242,14 @@ def export_phi(run_dir, out_dir) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, out / PHI_FILE)
     keep = {k: state[k] for k in ("config", "step", "validations", "seconds") if k in state}
+    finished = Path(run_dir) / "result.json"
+    trained_on = read_json(finished).get("versions") if finished.is_file() else None
+    source = Path(run_dir)
+    if source.is_absolute():  # no machine's path in a file meant to be shipped
+        source = Path(os.path.relpath(source)) if source.resolve().is_relative_to(Path.cwd()) else Path(source.name)
     write_json_atomic(out / "state.json", {**keep, "phi_sha256": phi_fingerprint(out / PHI_FILE),
-                                           "exported_from": Path(run_dir).as_posix(), "provenance": provenance()})
+                                           "exported_from": source.as_posix(), "trained_on": trained_on,
+                                           "exported": provenance()})
     return out
 
 

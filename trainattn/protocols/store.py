@@ -166,7 +166,8 @@ def method_phi(method) -> Any:
 
 def config_identity(config) -> dict:
     """What of a config defines a run: every field except where φ was read from (``phi_checkpoint``,
-    a path; φ counts by :func:`phi_fingerprint`), and a CKL run's method settings resolved
+    a path; φ counts by :func:`phi_fingerprint`), a CKL run's method by its canonical name, and
+    its method settings resolved
     for the methods it uses (a default spelled out equals a default left out; settings of
     methods the run does not use do not count)."""
     from trainattn.config import CKLConfig, from_dict, to_dict
@@ -179,6 +180,7 @@ def config_identity(config) -> dict:
 
         from trainattn.methods import METHODS, canonical_method_name
 
+        data["method"] = canonical_method_name(config.method)  # "kadapter" is "finetune+kadapter"
         given = config.method_settings or {}
         resolved = {}
         for name in canonical_method_name(config.method).split("+"):

@@ -53,12 +53,16 @@ def token_weight_html(tokens: list[str], weights, object_mask=None, scale: float
 
 
 def token_weight_text(tokens: list[str], weights, width: int = 30) -> str:
-    """One line per token for a terminal: the token, φ's weight and a bar of ``width`` at weight 1."""
+    """One line per token for a terminal: the token, φ's weight, and a bar of ``width`` at the
+    text's largest weight (a trained φ's weights can all be small: the bar shows where they go)."""
     shown = [repr(t)[1:-1] for t in tokens]
+    values = [float(x) for x in weights]
+    top = max(values, default=0.0)
     pad = max((len(t) for t in shown), default=0)
     lines = []
-    for token, w in zip(shown, (float(x) for x in weights), strict=True):
-        lines.append(f"{token:<{pad}}  {w:6.3f}  {'█' * round(max(0.0, min(w, 1.0)) * width)}")
+    for token, w in zip(shown, values, strict=True):
+        bar = "█" * round(width * w / top) if top > 0 else ""
+        lines.append(f"{token:<{pad}}  {w:9.3g}  {bar}")
     return "\n".join(lines)
 
 
