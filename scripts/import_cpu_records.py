@@ -13,7 +13,7 @@ The split's uuids are also checked against chapter 02's committed results. Each 
 written as a record under `--out`. The φ must be the one the grid used: `--phi` is a
 meta-training run folder or an exported φ, and its fingerprint must match.
 
-    python scripts/import_cpu_records.py --phi results/cpu/phi --out results/cpu/runs/lama_ckl
+    python scripts/import_cpu_records.py --phi results/cpu/runs/03_meta_training --out results/cpu/runs/lama_ckl
 """
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+import json
 
 import pytest
 import torch
@@ -243,3 +244,21 @@ def test_best_validation_prefers_lowest_nll_then_earliest():
 
     vals = [{"step": s, "phi": {"nll": n}} for s, n in [(0, 5.0), (2, 3.0), (4, 3.0), (6, 4.0)]]
     assert best_validation(vals)["step"] == 2
+
+
+def test_a_finished_meta_training_reads_back_without_its_optimizer(tokenizer, tmp_path, monkeypatch):
+    import trainattn.protocols.meta_training as mt
+    from trainattn.protocols.store import latest_checkpoint
+
+    learner = make_learner(tokenizer, dtype=torch.float32, meta_steps=2, meta_batch=1, val_every=0,
+                           checkpoint_every=1, outer_lr=1e-2)
+    done = meta_train(learner.config, learner, _pool(), out_dir=tmp_path, progress=False)
+    trained = {n: p.detach().clone() for n, p in learner.phi_params.items()}
+    (latest_checkpoint(tmp_path) / "phi_optimizer.pt").unlink()  # a shipped record has no optimizer
+    fresh = make_learner(tokenizer, dtype=torch.float32, meta_steps=2, meta_batch=1, val_every=0,
+                         checkpoint_every=1, outer_lr=1e-2)
+    monkeypatch.setattr(fresh, "meta_step", None)  # nothing is trained again
+    again = mt.meta_train(fresh.config, fresh, _pool(), out_dir=tmp_path, progress=False)
+    assert again["history"] == json.loads(json.dumps(done["history"]))
+    for n, t in trained.items():
+        torch.testing.assert_close(fresh.phi_params[n].detach(), t, rtol=0, atol=0)

@@ -268,8 +268,8 @@ def torch_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# φ meta-trained by chapter 03 at the cpu profile: its LoRA + head tensors and config, committed
-SHIPPED_PHI = "results/cpu/phi"
+# φ meta-trained by chapter 03 at the cpu profile: its run record (LoRA + head tensors, config), committed
+SHIPPED_PHI = "results/cpu/runs/03_meta_training"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export-phi", help="copy a trained φ (LoRA + head tensors, config) into a small folder")
     p.add_argument("run", help="a meta-training run folder")
-    p.add_argument("out", help="the folder to write (e.g. results/cpu/phi)")
+    p.add_argument("out", help="the folder to write (e.g. shipped/phi)")
     p.set_defaults(func=_export_phi)
 
     p = sub.add_parser("book", help="execute the notebooks (papermill), check their results, build the book")

@@ -186,6 +186,15 @@ def meta_train(
     can be resumed later), which is how interruption is simulated in tests.
     """
     run = meta_run(config, pool, val_examples, drift_pool, out_dir)
+    finished = run.read_result()
+    if finished is not None and finished.get("finished"):
+        # the same run, finished (here or on another machine): φ's tensors and the history are
+        # read back; its optimizer state is not needed, so a shipped record may leave it out
+        checkpoint = run.load_checkpoint()
+        if checkpoint is None:
+            raise FileNotFoundError(f"{run.folder}: result.json says finished, but no checkpoint holds φ")
+        load_phi_tensors(learner.phi, checkpoint.folder / PHI_FILE)
+        return finished
     best_run = Run(run.folder / "best" if run.folder is not None else None, run.identity, run.ignore)
     state = load_checkpoint(run, learner) or {"step": 0, "history": [], "validations": [], "seconds": 0.0}
     state["config"] = to_dict(config)
