@@ -215,12 +215,12 @@ def _report(args):
 
 def _weights(args):
     from trainattn.core.train_attention import text_token_weights
-    from trainattn.lm import load_lm
+    from trainattn.lm import load_tokenizer
     from trainattn.protocols.meta_training import load_trained_phi, trained_phi_config
     from trainattn.report.figures import token_weight_text
 
     config = trained_phi_config(args.phi)
-    _, tokenizer = load_lm(config.phi.model)
+    tokenizer = load_tokenizer(config.phi.model)
     phi = load_trained_phi(args.phi, tokenizer)
     text = " ".join(args.text)
     tokens, weights = text_token_weights(phi, tokenizer, text, args.max_length)

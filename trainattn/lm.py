@@ -106,6 +106,22 @@ def resolve_model_path(name: str, cache_dir=None) -> str:
     return name
 
 
+def load_tokenizer(name: str = EMBEDDED_MODEL, cache_dir=None):
+    """The tokenizer of model ``name`` (as :func:`load_lm` accepts it); pad token = eos when unset."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name, cache_dir))
+    except OSError as err:
+        raise OSError(
+            f"cannot load model {name!r}: not {EMBEDDED_MODEL!r}, not a local checkpoint "
+            f"directory, and the hub did not provide it ({err})"
+        ) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_lm(
     name: str = EMBEDDED_MODEL,
     dtype: torch.dtype = torch.float32,
@@ -119,18 +135,10 @@ def load_lm(
     attention kernels have no double backward, which meta-training needs.
     The tokenizer's pad token is set to its eos token when it has none.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name, cache_dir)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except OSError as err:
-        raise OSError(
-            f"cannot load model {name!r}: not {EMBEDDED_MODEL!r}, not a local checkpoint "
-            f"directory, and the hub did not provide it ({err})"
-        ) from err
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(name, cache_dir)
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype, attn_implementation=attn_implementation
     )

@@ -22,14 +22,13 @@ import torch
 from trainattn.config import CKLConfig
 from trainattn.errors import TrainattnError
 from trainattn.methods import canonical_method_name, make_method, uses_phi
-from trainattn.protocols.lama_ckl import run_lama_ckl
+from trainattn.protocols.lama_ckl import ckl_identity, run_lama_ckl
 from trainattn.protocols.store import (
     Run,
     config_identity,
     data_fingerprint,
     differing_keys,
     phi_fingerprint,
-    run_identity,
 )
 
 SUMMARY_KEYS = ("top_acc_mean", "top_acc_std", "epoch_mean", "nf_acc_mean",
@@ -66,18 +65,19 @@ def run_lama_ckl_grid(
 
     Each result gains ``phi_sha256`` (``None`` for methods without φ).
     """
+    phi_methods = [m for m in methods if uses_phi(m)]
+    if phi_methods and (phi_run is None or load_phi is None):
+        raise ValueError(f"method {phi_methods[0]!r} needs φ: pass phi_run and load_phi")
+    phi_sha = phi_fingerprint(phi_run) if phi_methods else None  # once: φ is the same for every run
+    data_sha = data_fingerprint(to_learn_rows, not_to_forget_rows)
     results = []
     for seed in seeds:
         for method in methods:
             needs_phi = uses_phi(method)
-            if needs_phi and (phi_run is None or load_phi is None):
-                raise ValueError(f"method {method!r} needs φ: pass phi_run and load_phi")
             config = replace(base, method=method, seed=seed,
                              phi_checkpoint=str(phi_run) if needs_phi else None)
-            phi_sha = phi_fingerprint(phi_run) if needs_phi else None
             out = run_dir_for(run_root, method, seed)
-            run = Run(out, run_identity(config, method=canonical_method_name(method), phi_sha256=phi_sha,
-                                        data=data_fingerprint(to_learn_rows, not_to_forget_rows)))
+            run = Run(out, ckl_identity(config, phi_sha if needs_phi else None, data_sha))
             with run.lock():  # another process computing this run: wait, then read it back
                 result = run.read_result()
                 if result is not None:
@@ -90,7 +90,7 @@ def run_lama_ckl_grid(
                                           out_dir=out, review_rows=review_rows, progress=progress)
                     del model
                     state = f"{sum(t['train_s'] + t['eval_s'] for t in result['timings']) / 60:.1f} min"
-            result["phi_sha256"] = phi_sha
+            result["phi_sha256"] = phi_sha if needs_phi else None
             results.append(result)
             if log is not None:
                 m = result["metrics"]["test_chosen"]
@@ -140,27 +140,26 @@ def import_results(results: list[dict], base: CKLConfig, to_learn_rows: list[dic
     """
     from trainattn.config import from_dict
 
+    data_sha = data_fingerprint(to_learn_rows, not_to_forget_rows)
+    phi_sha = phi_fingerprint(phi_run) if phi_run is not None else None
     written = []
     for result in results:
         method, seed = canonical_method_name(result["method"]), int(result["seed"])
         needs_phi = uses_phi(method)
         config = replace(base, method=method, seed=seed, phi_checkpoint=str(phi_run) if needs_phi else None)
         where = result.get("_path", f"{method}/seed-{seed}")
-        stored = from_dict(CKLConfig, result["config"], where)
-        if config_identity(stored) != config_identity(config):
-            keys = differing_keys(config_identity(stored), config_identity(config))
+        stored, expected = config_identity(from_dict(CKLConfig, result["config"], where)), config_identity(config)
+        if stored != expected:
+            keys = differing_keys(stored, expected)
             raise TrainattnError(f"{where}: not the run this grid makes (config {', '.join(keys)} differ)")
         sizes = result.get("sizes", {})
         if (sizes.get("to_learn"), sizes.get("not_to_forget")) != (len(to_learn_rows), len(not_to_forget_rows)):
             raise TrainattnError(f"{where}: made on {sizes.get('to_learn')} + {sizes.get('not_to_forget')} facts, "
                                  f"not {len(to_learn_rows)} + {len(not_to_forget_rows)}")
-        phi_sha = phi_fingerprint(phi_run) if needs_phi else None
         if needs_phi and result.get("phi_sha256") != phi_sha:
             raise TrainattnError(f"{where}: made with another φ ({str(result.get('phi_sha256'))[:12]}…, "
-                                 f"{phi_run} is {phi_sha[:12]}…)")
-        run = Run(run_dir_for(run_root, method, seed),
-                  run_identity(config, method=method, phi_sha256=phi_sha,
-                               data=data_fingerprint(to_learn_rows, not_to_forget_rows)))
+                                 f"{phi_run} is {str(phi_sha)[:12]}…)")
+        run = Run(run_dir_for(run_root, method, seed), ckl_identity(config, phi_sha if needs_phi else None, data_sha))
         run.write_result({k: v for k, v in result.items() if k != "_path"})
         written.append(run.folder / "result.json")
     return written

@@ -50,7 +50,14 @@ from trainattn.methods import (
     make_method,
 )
 from trainattn.protocols.parallel import GradientSync, barrier, rank_world, shard_batch
-from trainattn.protocols.store import Run, data_fingerprint, run_identity, versions
+from trainattn.protocols.store import (
+    Run,
+    data_fingerprint,
+    method_phi,
+    phi_fingerprint,
+    run_identity,
+    versions,
+)
 
 SETS = ("to_learn", "not_to_forget", "val", "to_learn_rest")
 
@@ -358,10 +365,20 @@ def _result(config, method, state, context, val_idx) -> dict:
 # ---------------------------------------------------------------- checkpoints
 
 
+def ckl_identity(config: CKLConfig, phi_sha256: str | None, data_sha256: str) -> dict:
+    """One LAMA-CKL run's identity: its config (method included), φ's fingerprint, the data's.
+
+    ``data_sha256`` is ``data_fingerprint(to_learn_rows, not_to_forget_rows)``. The grid
+    builds the same identity before loading anything, so it reads a finished run back.
+    """
+    return run_identity(config, method=canonical_method_name(config.method), phi_sha256=phi_sha256,
+                        data=data_sha256)
+
+
 def ckl_run(config: CKLConfig, method: CompositeMethod, to_learn_rows, not_to_forget_rows, out_dir) -> Run:
     """The run store's view of one LAMA-CKL run: config, method, φ and the data's uuids."""
-    identity = run_identity(config, method=method, phi=method,
-                            data=data_fingerprint(to_learn_rows, not_to_forget_rows))
+    identity = ckl_identity(config, phi_fingerprint(method_phi(method)),
+                            data_fingerprint(to_learn_rows, not_to_forget_rows))
     return Run(out_dir, identity)
 
 
