@@ -44,13 +44,13 @@ def row(uuid: str, invariant: bool, relation: str = "P1", obj: str = "Brazil") -
     return {
         "relation_code": relation,
         "uuid": uuid,
-        "subject": "Libya",
+        "subject": f"Libya {uuid}",
         "object": obj,
         "relation_label": "diplomatic relation",
         "task_descriptive": f"Libya {uuid} maintains diplomatic relations with {shown} .",
         "task_schematic": f"Guess the object. \n  subject is Libya {uuid} , relation is "
         f"diplomatic relation , object is {shown}",
-        "evidence": f"Libya and {shown} ...",
+        "evidence": f"Libya {uuid} and {shown} ...",
         "invariant": invariant,
     }
 
@@ -115,6 +115,32 @@ def test_unsampled_to_learn_candidates_stay_in_meta_pool():
     assert uuids(sp.meta_pool) == {"v-low", "i-low", "i-0", other}
     assert sp.stats["meta_excluded_as_to_learn"] == 1
     assert sp.stats["shortfall"]["to_learn"] == 0
+
+
+def test_text_clean_pool_drops_shared_text_and_counts_it():
+    tested = [{"evidence": "Sofia lies in  Bulgaria.", "subject": "Bulgaria", "object": "Italy"},
+              {"evidence": "X.", "subject": "Manuel Roxas", "object": "governor"}]
+    pool = [{"uuid": "same", "evidence": "sofia lies in Bulgaria"},        # same text, normalised
+            {"uuid": "pair", "evidence": "Manuel Roxas was a GOVERNOR."},  # names a tested pair
+            {"uuid": "half", "evidence": "Bulgaria borders Greece."},      # subject alone: kept
+            {"uuid": "word", "evidence": "Bulgarian and Italyan food."}]   # no whole words: kept
+    kept, counts = tailor.text_clean_pool(pool, tested)
+    assert [r["uuid"] for r in kept] == ["half", "word"]
+    assert counts == {"same_evidence": 1, "states_tested_fact": 1}
+
+
+def test_build_splits_meta_pool_is_text_clean():
+    scores = [score("v-a", False, 0.0, 0.0), score("i-a", True, 1.0, 1.0),
+              score("m-copy", False, 0.2, 0.2), score("m-pair", True, 0.0, 0.0), score("m-ok", True, 0.0, 0.0)]
+    rows = {s["uuid"]: row(s["uuid"], s["invariant"]) for s in scores}
+    rows["v-a"]["evidence"] += f" {rows['i-a']['subject']} ({rows['i-a']['object']})"  # TO-LEARN states NF
+    rows["m-copy"]["evidence"] = rows["v-a"]["evidence"].upper()          # TO-LEARN's document again
+    rows["m-pair"]["evidence"] = f"On {rows['i-a']['subject']}: {rows['i-a']['object']}."  # a NOT-TO-FORGET fact
+    sp = build_splits(scores, rows, 1, 1, seed=0)
+    assert uuids(sp.meta_pool) == {"m-ok"}
+    assert sp.stats["meta_excluded_by_text"] == {"same_evidence": 1, "states_tested_fact": 1}
+    assert sp.stats["meta_excluded_as_to_learn"] == 1  # v-a itself
+    assert sp.stats["to_learn_stating_not_to_forget"] == [["v-a", "i-a"]]
 
 
 def test_rows_keep_fields_and_get_pretest():

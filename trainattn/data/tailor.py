@@ -9,6 +9,11 @@ resample. The rules (paper's ``LAMA_ckl_pipeline.ipynb``, here with one model's 
 * NOT-TO-FORGET: time-invariant rows scored 1 on the descriptive form.
 * meta-training pool (for φ): any row scored < 0.5 on both forms, minus the sampled TO-LEARN
   rows; at most ``p530_cap_meta`` P530 candidates.
+* the pool is also clean by TEXT (:func:`text_clean_pool`, not in the paper): a row is dropped
+  when its normalised evidence equals a TO-LEARN or NOT-TO-FORGET evidence, or when its evidence
+  names a tested fact's subject and object together. Disjoint uuids are not enough: the released
+  files repeat documents word for word under other uuids. TO-LEARN documents that state a
+  NOT-TO-FORGET fact are counted (``stats["to_learn_stating_not_to_forget"]``), not dropped.
 
 Rows whose object cannot be located in a form the rule needs are excluded and counted.
 Sampling uses one ``random.Random(seed)``, in the order: TO-LEARN P530 cap, TO-LEARN sample,
@@ -115,6 +120,47 @@ def _check_disjoint(splits: dict[str, list[dict[str, Any]]]) -> None:
             assert other == name, f"uuid {r['uuid']} is in both {other} and {name}"
 
 
+def normalise_text(text: str) -> str:
+    """Lower case, punctuation and runs of spaces collapsed: the form two evidences are compared in."""
+    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
+
+
+def _mention(name: str) -> re.Pattern:
+    """``name`` as a case-insensitive whole-word pattern (``Iran`` does not match ``Iranian``)."""
+    return re.compile(r"(?<!\w)" + re.escape(name.strip()) + r"(?!\w)", re.IGNORECASE)
+
+
+def states_fact(evidence: str, fact: dict[str, Any], patterns: dict | None = None) -> bool:
+    """True if ``evidence`` names the fact's ``subject`` and ``object`` together (whole words)."""
+    patterns = {} if patterns is None else patterns
+    for key in (fact["subject"], fact["object"]):
+        if key not in patterns:
+            patterns[key] = _mention(key)
+    return bool(patterns[fact["subject"]].search(evidence) and patterns[fact["object"]].search(evidence))
+
+
+def text_clean_pool(pool: list[dict[str, Any]], tested: list[dict[str, Any]]
+                    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """``pool`` without rows that share text with the ``tested`` facts, and the counts dropped.
+
+    A pool row is dropped when its normalised evidence (:func:`normalise_text`) equals a tested
+    row's (``same_evidence``), else when its evidence names a tested fact's subject and object
+    together (``states_tested_fact``). Rows keep their order. Rows need ``evidence``; tested rows
+    need ``evidence``, ``subject`` and ``object``.
+    """
+    evidences = {normalise_text(t["evidence"]) for t in tested}
+    patterns: dict = {}
+    kept, counts = [], {"same_evidence": 0, "states_tested_fact": 0}
+    for row in pool:
+        if normalise_text(row["evidence"]) in evidences:
+            counts["same_evidence"] += 1
+        elif any(states_fact(row["evidence"], t, patterns) for t in tested):
+            counts["states_tested_fact"] += 1
+        else:
+            kept.append(row)
+    return kept, counts
+
+
 def _cap_relation(
     rng: random.Random, candidates: list[dict[str, Any]], relation: str, cap: int | None
 ) -> list[dict[str, Any]]:
@@ -184,6 +230,10 @@ def build_splits(
     not_to_forget = _sample(rng, nf_cands, n_not_to_forget)
     learn_ids = {s["uuid"] for s in to_learn}
     meta_left = [s for s in meta_all if s["uuid"] not in learn_ids]
+    tested = [rows_by_uuid[s["uuid"]] for s in to_learn + not_to_forget]
+    by_uuid = {s["uuid"]: s for s in meta_left}
+    clean, text_dropped = text_clean_pool([rows_by_uuid[s["uuid"]] for s in meta_left], tested)
+    meta_left = [by_uuid[r["uuid"]] for r in clean]
     meta_capped = _cap_relation(rng, meta_left, "P530", p530_cap_meta)
     meta = _sample(rng, meta_capped, n_meta)
 
@@ -208,7 +258,12 @@ def build_splits(
             "to_learn": len(tl_capped), "not_to_forget": len(nf_cands),
             "meta_pool": len(meta_capped),
         },
-        "meta_excluded_as_to_learn": len(meta_all) - len(meta_left),
+        "meta_excluded_as_to_learn": len(meta_all) - len(meta_left) - sum(text_dropped.values()),
+        "meta_excluded_by_text": text_dropped,
+        "to_learn_stating_not_to_forget": [
+            [tl["uuid"], nf["uuid"]] for tl in splits["to_learn"] for nf in splits["not_to_forget"]
+            if states_fact(tl["evidence"], nf)
+        ],
         "p530_caps": {"to_learn": p530_cap_to_learn, "meta_pool": p530_cap_meta},
         "requested": requested,
         "sizes": sizes,
