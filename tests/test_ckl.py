@@ -204,3 +204,38 @@ def test_oracle_learns_the_objects_faster_than_finetuning(tokenizer):
     assert o["nll"][0] == pytest.approx(f["nll"][0])
     assert min(o["nll"]) < min(f["nll"]) - 0.05
     assert oracle["metrics"]["test_chosen"]["top_acc"] > finetune["metrics"]["test_chosen"]["top_acc"]
+
+
+# ------------------------------------------------------------- early stopping and per-fact scores
+
+
+def test_epochs_without_improvement_uses_accuracy_then_nll():
+    def curves(acc, nll):
+        return {"val": {"acc": acc, "nll": nll}}
+
+    assert ckl.epochs_without_improvement(curves([0.0, 0.5, 0.5, 0.5], [3.0, 2.0, 1.0, 1.5])) == 1  # NLL breaks ties
+    assert ckl.epochs_without_improvement(curves([0.0, 0.5, 0.2, 0.5], [3.0, 2.0, 1.0, 2.0])) == 2  # equal: not better
+    assert ckl.epochs_without_improvement(curves([0.0, 0.0, 0.0], [3.0, 2.5, 2.0])) == 0  # slow learner improving
+    assert ckl.should_stop(curves([0.1, 0.5, 0.2, 0.3, 0.4], [1.0] * 5), 3)
+    assert not ckl.should_stop(curves([0.1, 0.5, 0.2, 0.3], [1.0] * 4), 3)
+    assert not ckl.should_stop(curves([0.1, 0.0, 0.0, 0.0, 0.0], [1.0] * 5), None)
+
+
+def test_early_stopping_ends_the_run_and_keeps_per_fact_scores(tokenizer, monkeypatch):
+    scored = []
+    real = ckl.evaluate_theta
+
+    def flat_validation(*args, **kw):  # the validation slice never improves after epoch 0
+        out = real(*args, **kw)
+        out["val"] = {"acc": 0.0, "nll": 5.0}
+        scored.append(1)
+        return out
+
+    monkeypatch.setattr(ckl, "evaluate_theta", flat_validation)
+    result, _ = run(tokenizer, config(epochs=6, patience=2))
+    assert result["epochs_trained"] == 2 and result["stopped_early"] and len(scored) == 3
+    per_fact = result["curves"]["per_fact"]
+    assert len(per_fact["to_learn"]) == 3 and all(len(row) == len(TO_LEARN) for row in per_fact["to_learn"])
+    assert len(per_fact["not_to_forget"][0]) == len(NOT_TO_FORGET)
+    for epoch, row in enumerate(per_fact["to_learn"]):  # the curve is the mean of the per-fact scores
+        assert result["curves"]["to_learn"]["acc"][epoch] == pytest.approx(sum(row) / len(row))

@@ -102,7 +102,9 @@ def test_summary_has_the_issue_keys_and_sample_std():
     assert s["taalm"]["top_acc_mean"] == pytest.approx(0.3)
     assert s["taalm"]["top_acc_std"] == pytest.approx(math.sqrt(0.02))  # (0.1² + 0.1²) / (2 - 1)
     assert s["taalm"]["total_knowledge_std"] == 0.0  # 1.1 both times
-    assert s["taalm"]["seeds"] == [0, 1] and s["finetune"]["top_acc_std"] == 0.0
+    assert s["taalm"]["seeds"] == [0, 1] and s["finetune"]["top_acc_std"] is None  # one seed: no spread
+    assert s["taalm"]["top_acc_ci95"] is None  # no per-fact scores: no interval, and no untrained row
+    assert "untrained" not in s
 
 
 def test_ratio_handles_zero_baselines():
@@ -191,3 +193,34 @@ def test_old_results_become_records_the_grid_reads_back(tokenizer, tmp_path):
         import_results([wrong], base, TO_LEARN, NOT_TO_FORGET, tmp_path / "x")
     with pytest.raises(TrainattnError, match="made on"):
         import_results([old], base, TO_LEARN[:1], NOT_TO_FORGET, tmp_path / "y")
+
+
+def test_learning_rate_chosen_on_validation_then_used_for_every_seed(tokenizer, tmp_path, monkeypatch):
+    def fake_result(lr, seed, val_acc, val_nll):
+        per_fact = {"to_learn": [[0] * 4, [1, 0, 1, 0]], "not_to_forget": [[1, 1], [1, 0]]}
+        return {"method": "finetune", "seed": seed, "labels": {}, "config": {"lr": lr}, "epochs_trained": 1, "timings": [],
+                "val_indices": [1, 3],
+                "curves": {"to_learn": {"acc": [0, 0.5]}, "not_to_forget": {"acc": [1, 0.5]},
+                           "val": {"acc": [0, val_acc], "nll": [9, val_nll]}, "per_fact": per_fact},
+                "metrics": {"test_chosen": {"top_acc": 0.5, "epoch": 1, "nf_acc": 0.5, "total_knowledge": 1.0},
+                            "val_chosen": {"epoch": 1, "val_acc": val_acc, "to_learn_rest_acc": 1.0,
+                                           "nf_acc": 0.5}}}
+
+    val = {0.1: (0.5, 2.0), 0.2: (0.5, 1.0), 0.3: (0.0, 0.5)}  # 0.2: as accurate as 0.1, lower NLL
+    made = []
+
+    def fake_run(config, model, tokenizer, *a, out_dir=None, **kw):
+        made.append((config.lr, config.seed, out_dir))
+        return fake_result(config.lr, config.seed, *val[config.lr])
+
+    monkeypatch.setattr(grid, "run_lama_ckl", fake_run)
+    results = grid_run(tokenizer, tmp_path, methods=("finetune",), seeds=(0, 1), lrs=(0.1, 0.2, 0.3))
+    assert [(lr, seed) for lr, seed, _ in made] == [(0.1, 0), (0.2, 0), (0.3, 0), (0.2, 1)]
+    assert made[1][2] == run_dir_for(tmp_path, "finetune", 0, 0.2) == tmp_path / "seed-0" / "finetune" / "lr-0.2"
+    assert [r["seed"] for r in results] == [0, 1] and all(r["lr_choice"]["chosen"] == 0.2 for r in results)
+    summary = grid.summarise(results)
+    s = summary["finetune"]
+    assert s["lr"] == 0.2 and s["epochs"] == 1.0 and s["val_top_acc_mean"] == 1.0
+    assert s["top_acc_ci95"][0] <= 0.5 <= s["top_acc_ci95"][1] and s["val_top_acc_ci95"] == [1.0, 1.0]
+    untrained = summary["untrained"]
+    assert untrained["top_acc_mean"] == 0 and untrained["nf_acc_mean"] == 1 and untrained["top_acc_ci95"] == [0, 0]

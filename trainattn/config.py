@@ -79,6 +79,9 @@ class CKLConfig:
     eval_batch_size: int = 32
     probe_form: str = "descriptive"
     val_fraction: float = 0.2  # held-out TO-LEARN slice for the validation-chosen epoch
+    # early stopping on the validation slice: stop after this many epochs without a better
+    # (accuracy, then lower object NLL) validation score; None trains all ``epochs``
+    patience: int | None = None
     phi_checkpoint: str | None = None
     known_masking: bool = False
     # each method's own settings, by method name, e.g. {"rho1": {"keep": 0.6}}; the fields and

@@ -37,9 +37,9 @@ class RunContext:
     to_learn_rows: list[dict]
     not_to_forget_rows: list[dict]
     review_rows: list[dict] | None = None  # candidate replay rows (Mix-review)
-    reference_rows: list[dict] | None = None  # in-domain clean documents (RHO-1's reference model): the meta pool
     total_updates: int = 0  # optimizer steps of the whole run
     seed: int = 0
+    reference_rows: list[dict] | None = None  # in-domain clean documents (RHO-1's reference model): the meta pool
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from trainattn.config import CKLConfig
+from trainattn.core.intervals import RunFacts, bootstrap
 from trainattn.errors import TrainattnError
 from trainattn.methods import canonical_method_name, make_method, uses_phi
 from trainattn.protocols.lama_ckl import ckl_identity, run_lama_ckl
@@ -32,11 +33,36 @@ from trainattn.protocols.store import (
 )
 
 SUMMARY_KEYS = ("top_acc_mean", "top_acc_std", "epoch_mean", "nf_acc_mean",
-                "total_knowledge_mean", "total_knowledge_std", "seeds")
+                "total_knowledge_mean", "total_knowledge_std", "seeds",
+                "lr", "epochs", "val_top_acc_mean", "top_acc_ci95", "nf_acc_ci95", "total_knowledge_ci95",
+                "val_top_acc_ci95", "val_total_knowledge_mean", "val_total_knowledge_ci95")
+UNTRAINED = "untrained"
 
 
-def run_dir_for(run_root: str | Path, method: str, seed: int) -> Path:
-    return Path(run_root) / f"seed-{seed}" / canonical_method_name(method)
+def run_dir_for(run_root: str | Path, method: str, seed: int, lr: float | None = None) -> Path:
+    """``<root>/seed-<k>/<method>``, with ``/lr-<lr>`` below it when the grid tunes the learning rate."""
+    folder = Path(run_root) / f"seed-{seed}" / canonical_method_name(method)
+    return folder if lr is None else folder / f"lr-{lr:g}"
+
+
+def validation_score(result: dict) -> tuple[float, float]:
+    """(validation accuracy, −validation NLL) at the run's validation-chosen epoch; higher is better."""
+    chosen = result["metrics"].get("val_chosen")
+    if not chosen:
+        return (-np.inf, -np.inf)
+    nll = result["curves"]["val"]["nll"][chosen["epoch"]]
+    return (chosen["val_acc"], -np.inf if nll is None else -nll)
+
+
+def choose_lr(results_by_lr: dict[float, dict]) -> float:
+    """The learning rate whose seed-0 run scored best on the validation slice (ties: the first given).
+
+    Only validation facts decide (:func:`validation_score`); the test facts never do.
+    """
+    if not results_by_lr:
+        raise ValueError("no learning rates to choose from")
+    lrs = list(results_by_lr)
+    return max(lrs, key=lambda lr: (validation_score(results_by_lr[lr]), -lrs.index(lr)))
 
 
 def run_lama_ckl_grid(
@@ -52,6 +78,8 @@ def run_lama_ckl_grid(
     review_rows: list[dict] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    reference_rows: list[dict] | None = None,
+    lrs: Sequence[float] | None = None,
 ) -> list[dict]:
     """Run (or read back) every ``method`` for every ``seed``; returns their result dicts.
 
@@ -62,67 +90,183 @@ def run_lama_ckl_grid(
             that has to train (runs modify their model in place).
         load_phi: ``callable(path) -> φ`` for methods that use φ, read from ``phi_run``.
         review_rows: the replay pool of MixReview (ignored by other methods).
+        reference_rows: the documents RHO-1's reference model trains on (the meta pool).
+        lrs: a learning-rate grid. Each method first runs seed ``seeds[0]`` at every rate;
+            :func:`choose_lr` picks the rate on the validation slice, and the other seeds run
+            at that rate only. Folders get ``/lr-<lr>``; results gain ``lr_choice``.
 
-    Each result gains ``phi_sha256`` (``None`` for methods without φ).
+    Each result gains ``phi_sha256`` (``None`` for methods without φ). With ``lrs``, the
+    results returned are the chosen rate's.
     """
     phi_methods = [m for m in methods if uses_phi(m)]
     if phi_methods and (phi_run is None or load_phi is None):
         raise ValueError(f"method {phi_methods[0]!r} needs φ: pass phi_run and load_phi")
     phi_sha = phi_fingerprint(phi_run) if phi_methods else None  # once: φ is the same for every run
     data_sha = data_fingerprint(to_learn_rows, not_to_forget_rows)
+    done: dict[tuple, dict] = {}
+
+    def one_run(method: str, seed: int, lr: float | None) -> dict:
+        if (method, seed, lr) in done:  # the tuning run of the chosen rate
+            return done[(method, seed, lr)]
+        needs_phi = uses_phi(method)
+        config = replace(base, method=method, seed=seed, phi_checkpoint=str(phi_run) if needs_phi else None,
+                         **({} if lr is None else {"lr": lr}))
+        out = run_dir_for(run_root, method, seed, lr)
+        run = Run(out, ckl_identity(config, phi_sha if needs_phi else None, data_sha))
+        with run.lock():  # another process computing this run: wait, then read it back
+            result = run.read_result()
+            if result is not None:
+                state = "read back"
+            else:
+                model, tokenizer = load_model()
+                torch.manual_seed(seed)
+                strategy = make_method(method, load_phi=load_phi)
+                result = run_lama_ckl(config, model, tokenizer, to_learn_rows, not_to_forget_rows, strategy,
+                                      out_dir=out, review_rows=review_rows, progress=progress,
+                                      reference_rows=reference_rows)
+                del model
+                state = f"{sum(t['train_s'] + t['eval_s'] for t in result['timings']) / 60:.1f} min"
+        result["phi_sha256"] = phi_sha if needs_phi else None
+        if log is not None:
+            m = result["metrics"]["test_chosen"]
+            at = "" if lr is None else f" lr {lr:g}"
+            log(f"seed {seed} {result['method']:<24}{at} Top Acc {m['top_acc']:.3f} (epoch {m['epoch']}) "
+                f"NF {m['nf_acc']:.3f} Total {m['total_knowledge']:.3f}  [{state}]")
+        done[(method, seed, lr)] = result
+        return result
+
+    chosen: dict[str, tuple[float | None, dict | None]] = {m: (None, None) for m in methods}
+    if lrs:
+        for method in methods:
+            tuning = {float(lr): one_run(method, seeds[0], float(lr)) for lr in lrs}
+            lr = choose_lr(tuning)
+            choice = {"chosen": lr, "seed": seeds[0], "rule": "best validation accuracy, then NLL",
+                      "candidates": [{"lr": x, "val_acc": validation_score(r)[0], "val_nll": -validation_score(r)[1],
+                                      "epochs_trained": r.get("epochs_trained")} for x, r in tuning.items()]}
+            chosen[method] = (lr, choice)
+            if log is not None:
+                log(f"{canonical_method_name(method)}: lr {lr:g} chosen on the validation slice")
     results = []
     for seed in seeds:
         for method in methods:
-            needs_phi = uses_phi(method)
-            config = replace(base, method=method, seed=seed,
-                             phi_checkpoint=str(phi_run) if needs_phi else None)
-            out = run_dir_for(run_root, method, seed)
-            run = Run(out, ckl_identity(config, phi_sha if needs_phi else None, data_sha))
-            with run.lock():  # another process computing this run: wait, then read it back
-                result = run.read_result()
-                if result is not None:
-                    state = "read back"
-                else:
-                    model, tokenizer = load_model()
-                    torch.manual_seed(seed)
-                    strategy = make_method(method, load_phi=load_phi)
-                    result = run_lama_ckl(config, model, tokenizer, to_learn_rows, not_to_forget_rows, strategy,
-                                          out_dir=out, review_rows=review_rows, progress=progress)
-                    del model
-                    state = f"{sum(t['train_s'] + t['eval_s'] for t in result['timings']) / 60:.1f} min"
-            result["phi_sha256"] = phi_sha if needs_phi else None
+            lr, choice = chosen[method]
+            result = one_run(method, seed, lr)
+            if choice is not None:
+                result["lr_choice"] = choice
             results.append(result)
-            if log is not None:
-                m = result["metrics"]["test_chosen"]
-                log(f"seed {seed} {result['method']:<24} Top Acc {m['top_acc']:.3f} (epoch {m['epoch']}) "
-                    f"NF {m['nf_acc']:.3f} Total {m['total_knowledge']:.3f}  [{state}]")
     return results
 
 
-def summarise(results: list[dict]) -> dict[str, dict]:
-    """Per method: mean and sample std (n - 1) over seeds of the paper's metrics (test-curve choice)."""
+def summarise(results: list[dict], intervals: bool = True) -> dict[str, dict]:
+    """Per method: mean and sample std (n − 1) over seeds of the paper's metrics, and 95 % intervals.
+
+    Two readings: the paper's test-curve one (``top_acc_mean``: the best epoch of the TO-LEARN
+    curve) and the validation-chosen one (``val_top_acc_mean``: the facts outside the
+    validation slice, at the epoch where the validation slice peaked). Intervals
+    (``*_ci95``) are bootstrapped over facts and seeds (:mod:`trainattn.core.intervals`);
+    they are ``None`` for results written without per-fact scores. A single seed has std
+    ``None`` (not 0: there is no spread to report). ``lr`` is the learning rate used,
+    ``epochs`` the mean number of epochs trained (early stopping). With ``intervals``
+    and a run with per-fact scores, an ``untrained`` entry gives θ before training
+    (epoch 0 of the first LoRA run).
+    """
     by_method = defaultdict(list)
     for r in results:
         by_method[r["method"]].append(r)
     summary = {}
     for method, runs in by_method.items():
         metrics = [r["metrics"]["test_chosen"] for r in runs]
+        val = [r["metrics"].get("val_chosen") or {} for r in runs]
 
         def stat(key, runs=metrics):
-            values = np.array([m[key] for m in runs if m[key] is not None], dtype=float)
+            values = np.array([m[key] for m in runs if m.get(key) is not None], dtype=float)
             if not len(values):
-                return float("nan"), float("nan")
-            # sample standard deviation (n - 1), 0 for a single seed
-            return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+                return float("nan"), None
+            return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None
 
         top, epoch, nf, total = (stat(k) for k in ("top_acc", "epoch", "nf_acc", "total_knowledge"))
-        summary[method] = {
+        lrs = sorted({r["config"]["lr"] for r in runs if "config" in r})
+        entry = {
             "top_acc_mean": top[0], "top_acc_std": top[1], "epoch_mean": epoch[0],
             "nf_acc_mean": nf[0], "total_knowledge_mean": total[0], "total_knowledge_std": total[1],
             "seeds": sorted(r["seed"] for r in runs),
             "labels": runs[0].get("labels", {}),
+            "lr": (lrs[0] if len(lrs) == 1 else lrs) if lrs else None,
+            "epochs": _epochs_trained(runs),
+            "val_top_acc_mean": stat("to_learn_rest_acc", val)[0],
+            "val_total_knowledge_mean": _val_total(val),
         }
+        if runs[0].get("lr_choice"):
+            entry["lr_choice"] = runs[0]["lr_choice"]
+        entry.update(_intervals(runs) if intervals else _no_intervals())
+        summary[method] = entry
+    if intervals and results:
+        untrained = untrained_entry(results)
+        if untrained is not None:
+            summary[UNTRAINED] = untrained
     return summary
+
+
+def _epochs_trained(runs: list[dict]) -> float | None:
+    counts = [r.get("epochs_trained", len(r["curves"]["to_learn"]["acc"]) - 1 if "curves" in r else None)
+              for r in runs]
+    counts = [c for c in counts if c is not None]
+    return float(np.mean(counts)) if counts else None
+
+
+def _val_total(val: list[dict]) -> float:
+    values = [v["to_learn_rest_acc"] + v["nf_acc"] for v in val
+              if v.get("to_learn_rest_acc") is not None and v.get("nf_acc") is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _no_intervals() -> dict:
+    return {k: None for k in ("top_acc_ci95", "nf_acc_ci95", "total_knowledge_ci95",
+                              "val_top_acc_ci95", "val_total_knowledge_ci95")}
+
+
+def _intervals(runs: list[dict]) -> dict:
+    """95 % intervals of both readings, or ``None`` where a run lacks per-fact scores."""
+    out = _no_intervals()
+    test = [RunFacts.from_result(r, "test") for r in runs]
+    if all(t is not None for t in test):
+        b = bootstrap(test)
+        out.update(top_acc_ci95=b["top_acc_ci95"], nf_acc_ci95=b["nf_acc_ci95"],
+                   total_knowledge_ci95=b["total_knowledge_ci95"])
+    val = [RunFacts.from_result(r, "val") for r in runs]
+    if all(v is not None for v in val):
+        b = bootstrap(val)
+        out.update(val_top_acc_ci95=b["top_acc_ci95"], val_total_knowledge_ci95=b["total_knowledge_ci95"])
+    return out
+
+
+def untrained_entry(results: list[dict]) -> dict | None:
+    """θ before any training (epoch 0 of the first run that adds LoRA, which starts as θ exactly).
+
+    K-Adapter runs are skipped: a fresh adapter already changes θ's output. ``None`` if no run
+    has per-fact scores.
+    """
+    for r in results:
+        if "kadapter" in r["method"]:
+            continue
+        facts = RunFacts.from_result(r, "test")
+        if facts is None:
+            continue
+        rest = RunFacts.from_result(r, "val")
+        learn, nf = r["curves"]["to_learn"]["acc"][0], r["curves"]["not_to_forget"]["acc"][0]
+        b = bootstrap([RunFacts(facts.to_learn, facts.not_to_forget, chosen_epoch=0)])
+        entry = {"top_acc_mean": learn, "top_acc_std": None, "epoch_mean": 0.0, "nf_acc_mean": nf,
+                 "total_knowledge_mean": learn + nf, "total_knowledge_std": None, "seeds": [r["seed"]],
+                 "labels": {"from": f"epoch 0 of {r['method']} seed {r['seed']}"}, "lr": None, "epochs": 0.0,
+                 "top_acc_ci95": b["top_acc_ci95"], "nf_acc_ci95": b["nf_acc_ci95"],
+                 "total_knowledge_ci95": b["total_knowledge_ci95"]}
+        if rest is not None:
+            v = bootstrap([RunFacts(rest.to_learn, rest.not_to_forget, chosen_epoch=0, facts=rest.facts)])
+            entry.update(val_top_acc_mean=v["top_acc"], val_top_acc_ci95=v["top_acc_ci95"],
+                         val_total_knowledge_mean=v["total_knowledge"],
+                         val_total_knowledge_ci95=v["total_knowledge_ci95"])
+        return entry
+    return None
 
 
 def import_results(results: list[dict], base: CKLConfig, to_learn_rows: list[dict],
@@ -171,7 +315,7 @@ def lama_ckl_summary(results: list[dict]) -> dict[str, dict]:
     NaN becomes ``None`` when written with :func:`~trainattn.files.write_json_atomic`.
     """
     summary = summarise(results)
-    return {m: {k: s[k] for k in SUMMARY_KEYS} | {"labels": s["labels"]} for m, s in summary.items()}
+    return {m: {k: s.get(k) for k in SUMMARY_KEYS} | {"labels": s["labels"]} for m, s in summary.items()}
 
 
 def disjoint_review_rows(to_learn_rows, not_to_forget_rows, data_dir=None) -> list[dict]:

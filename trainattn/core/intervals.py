@@ -1,0 +1,122 @@
+"""95 % intervals for LAMA-CKL metrics, bootstrapped over facts and seeds; "above / level / below".
+
+A method's runs (one per seed) share the same facts, so one bootstrap draw resamples
+
+* the seeds, with replacement (a single seed stays that seed), and
+* the TO-LEARN and the NOT-TO-FORGET facts, with replacement, the same draw for every seed,
+
+then recomputes the metric from the per-fact accuracies of every epoch: Top Acc is the maximum
+over epochs of the mean TO-LEARN accuracy (the paper's test-curve reading), NF Acc the
+NOT-TO-FORGET accuracy at the first epoch reaching it, Total Knowledge their sum, averaged over
+the drawn seeds. The interval is the 2.5 and 97.5 percentiles of the draws. For the
+validation-chosen reading the epoch of each run is fixed (chosen on the validation facts) and
+only the other facts are resampled.
+
+Two numbers are ``level`` unless their intervals are disjoint (:func:`compare`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOT = 2000
+BOOT_SEED = 20241129
+
+
+@dataclass
+class RunFacts:
+    """One run's per-fact accuracies: ``to_learn`` ``[epochs + 1, n_to_learn]``, ``not_to_forget``
+    ``[epochs + 1, n_not_to_forget]`` (row 0 = before training; NaN = object not located).
+
+    ``chosen_epoch`` fixes the epoch (validation-chosen reading); ``None`` takes the test curve's
+    best epoch in every draw. ``facts`` restricts the TO-LEARN columns that count (e.g. the
+    facts outside the validation slice).
+    """
+
+    to_learn: np.ndarray
+    not_to_forget: np.ndarray
+    chosen_epoch: int | None = None
+    facts: np.ndarray | None = None
+
+    @classmethod
+    def from_result(cls, result: dict, reading: str = "test") -> RunFacts | None:
+        """From a LAMA-CKL result dict; ``None`` for a result written without per-fact scores.
+
+        ``reading``: ``"test"`` (every TO-LEARN fact, best epoch of the test curve) or ``"val"``
+        (the facts outside the validation slice, at the validation-chosen epoch).
+        """
+        per_fact = result.get("curves", {}).get("per_fact")
+        if not per_fact or not per_fact.get("to_learn"):
+            return None
+        learn = _matrix(per_fact["to_learn"])
+        nf = _matrix(per_fact["not_to_forget"])
+        if len(learn) != len(result["curves"]["to_learn"]["acc"]):
+            return None  # resumed from a checkpoint written before per-fact scores were kept
+        if reading == "test":
+            return cls(learn, nf)
+        if reading != "val":
+            raise ValueError(f"reading must be 'test' or 'val', not {reading!r}")
+        chosen = (result.get("metrics") or {}).get("val_chosen")
+        if not chosen:
+            return None
+        rest = np.array(sorted(set(range(learn.shape[1])) - set(result.get("val_indices") or [])), dtype=int)
+        return cls(learn, nf, chosen_epoch=int(chosen["epoch"]), facts=rest)
+
+
+def _matrix(rows: list[list]) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+
+
+def run_metrics(run: RunFacts, learn_idx: np.ndarray, nf_idx: np.ndarray) -> tuple[float, float, float]:
+    """(Top Acc, NF Acc, Total Knowledge) of one run on the given fact columns (repeats allowed)."""
+    learn = np.nanmean(run.to_learn[:, learn_idx], axis=1)  # [epochs + 1]
+    nf = np.nanmean(run.not_to_forget[:, nf_idx], axis=1)
+    epoch = int(np.nanargmax(learn)) if run.chosen_epoch is None else run.chosen_epoch
+    return float(learn[epoch]), float(nf[epoch]), float(learn[epoch] + nf[epoch])
+
+
+def bootstrap(runs: list[RunFacts], n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict:
+    """Point values and 95 % intervals of Top Acc, NF Acc and Total Knowledge over ``runs`` (seeds).
+
+    Returns ``{"top_acc": v, "top_acc_ci95": [lo, hi], "nf_acc": …, "total_knowledge": …, …}``
+    where ``v`` is the mean over runs on the full fact sets. All runs must have the same facts.
+    """
+    if not runs:
+        raise ValueError("bootstrap needs at least one run")
+    n_learn, n_nf = runs[0].to_learn.shape[1], runs[0].not_to_forget.shape[1]
+    if any(r.to_learn.shape[1] != n_learn or r.not_to_forget.shape[1] != n_nf for r in runs):
+        raise ValueError("the runs were scored on different numbers of facts")
+    learn_cols = [np.arange(n_learn) if r.facts is None else r.facts for r in runs]
+    if any(not np.array_equal(c, learn_cols[0]) for c in learn_cols):
+        raise ValueError("the runs count different TO-LEARN facts (different validation slices)")
+    cols, all_nf = learn_cols[0], np.arange(n_nf)
+    point = np.mean([run_metrics(r, cols, all_nf) for r in runs], axis=0)
+    rng = np.random.default_rng(seed)
+    draws = np.empty((n_boot, 3))
+    for b in range(n_boot):
+        picked = rng.integers(0, len(runs), len(runs))
+        learn_idx = cols[rng.integers(0, len(cols), len(cols))]
+        nf_idx = rng.integers(0, n_nf, n_nf)
+        draws[b] = np.mean([run_metrics(runs[i], learn_idx, nf_idx) for i in picked], axis=0)
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    out = {}
+    for i, key in enumerate(("top_acc", "nf_acc", "total_knowledge")):
+        out[key] = float(point[i])
+        out[f"{key}_ci95"] = [float(low[i]), float(high[i])]
+    return out
+
+
+def compare(a: list[float] | None, b: list[float] | None) -> str:
+    """``"above"`` if interval ``a`` lies wholly above ``b``, ``"below"`` if wholly below, else ``"level"``.
+
+    Touching intervals are level; a missing interval gives ``"level"`` (nothing can be claimed).
+    """
+    if a is None or b is None:
+        return "level"
+    if a[0] > b[1]:
+        return "above"
+    if a[1] < b[0]:
+        return "below"
+    return "level"
