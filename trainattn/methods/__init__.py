@@ -1,7 +1,7 @@
 """CKL methods as small strategies the loop (:mod:`trainattn.protocols.lama_ckl`) composes.
 
 ``make_method("taalm+mixreview", phi=phi)`` builds one weighting method
-(finetune | taalm | oracle | rho1 | heuristic-loss | heuristic-gradnorm |
+(finetune | taalm | oracle | rho1 | rho1-paper | heuristic-loss | heuristic-gradnorm |
 heuristic-attention | heuristic-entity; finetune when none is named) plus any of
 the add-ons mixreview, recadam, kadapter, in that order.
 
@@ -33,6 +33,7 @@ from trainattn.methods.kadapter import KAdapter, KAdapterLM  # noqa: E402
 from trainattn.methods.mixreview import MixReview, disjoint_pool, review_count  # noqa: E402
 from trainattn.methods.recadam import RecAdam, RecAdamW, anneal_lambda  # noqa: E402
 from trainattn.methods.rho1 import Rho1, top_fraction_mask  # noqa: E402
+from trainattn.methods.rho1_paper import Rho1Paper  # noqa: E402
 from trainattn.methods.weighting import TAALM, Finetune, Oracle  # noqa: E402
 
 WEIGHTING_METHODS = tuple(n for n, m in METHODS.items() if m.weighting)
@@ -80,7 +81,7 @@ def make_method(name: str, phi=None, load_phi: Callable | None = None) -> Compos
         phi: a frozen φ for methods that use one, or ``load_phi(config.phi_checkpoint)`` to build it.
 
     Each component's settings (RHO-1's ``keep``, Mix-review's ``ratio``/``decay``/``pool``,
-    RecAdam's ``k``/``t0_fraction``/``coef``, K-Adapter's ``dropout``) are read from
+    RecAdam's ``k``/``t0_fraction``/``coef``/``pull_lr``, K-Adapter's ``dropout``) are read from
     ``CKLConfig.method_settings[<name>]`` when the run starts (:meth:`CompositeMethod.configure`).
     """
     weighting, addons = parse_method_name(name)
@@ -91,7 +92,7 @@ def make_method(name: str, phi=None, load_phi: Callable | None = None) -> Compos
 
 __all__ = [
     "ADDON_METHODS", "HEURISTICS", "METHODS", "METHOD_NAMES", "WEIGHTING_METHODS", "TAALM", "CompositeMethod",
-    "Finetune", "KAdapter", "KAdapterLM", "Method", "MixReview", "Oracle", "RecAdam", "RecAdamW", "Rho1",
+    "Finetune", "KAdapter", "KAdapterLM", "Method", "MixReview", "Oracle", "RecAdam", "RecAdamW", "Rho1", "Rho1Paper",
     "RunContext", "TrainBatch", "anneal_lambda", "canonical_method_name", "disjoint_pool",
     "make_method", "parse_method_name", "register", "review_count", "top_fraction_mask", "uses_phi",
 ]
