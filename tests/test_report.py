@@ -32,16 +32,40 @@ def test_device_check_counts_the_epochs_whose_accuracies_agree(tmp_path):
 def test_ratio_rows_compare_each_method_with_finetune_on_both_sides():
     from trainattn.report.tables import ratio_rows
 
-    def s(top, total):
-        return {"top_acc_mean": top, "total_knowledge_mean": total}
+    def s(top, total, ci=None):
+        return {"top_acc_mean": top, "total_knowledge_mean": total, "top_acc_ci95": ci}
 
-    summary = {"finetune": s(0.05, 0.8), "taalm": s(0.35, 1.3), "rho1": s(0.04, 0.6), "oracle": s(0.36, 1.0)}
-    rows = {r[0]: r for r in ratio_rows(summary, ["taalm", "rho1", "oracle", "recadam"])}
-    assert set(rows) == {"taalm", "rho1", "oracle"}  # recadam has no runs
+    summary = {"finetune": s(0.05, 0.8, [0.03, 0.07]), "taalm": s(0.35, 1.3, [0.3, 0.4]),
+               "rho1": s(0.04, 0.6, [0.02, 0.06]), "oracle": s(0.36, 1.0), "finetune+recadam": s(0.01, 0.9, [0.0, 0.02])}
+    rows = {r[0]: r for r in ratio_rows(summary, ["taalm", "rho1", "oracle", "recadam", "kadapter"])}
+    assert set(rows) == {"taalm", "rho1", "oracle", "recadam"}  # kadapter has no runs
     assert rows["taalm"][1] == pytest.approx(7.0) and rows["taalm"][2] == pytest.approx(0.429 / 0.115)
-    assert rows["taalm"][5] == "yes" and rows["rho1"][5] == "**no**"  # the paper: RHO-1 above finetune
-    assert rows["oracle"][2] is None and rows["oracle"][5] == "–"  # no paper number for the oracle
+    assert rows["taalm"][5:] == ["above", "above"]
+    assert rows["rho1"][5:] == ["level", "above"]  # 0.04 vs 0.05 with overlapping intervals: level
+    assert rows["recadam"][5:] == ["below", "below"]  # [0, 0.02] wholly below [0.03, 0.07]
+    assert rows["oracle"][2] is None and rows["oracle"][5:] == ["level", "–"]  # no interval: no claim
     assert ratio_rows({"taalm": s(0.3, 1.0)}, ["taalm"]) == []
+
+
+def test_fair_rows_and_headline_use_intervals():
+    from trainattn.report.tables import fair_rows, headline
+
+    def s(top, ci, total, tci, lr=1e-3):
+        return {"top_acc_mean": top, "top_acc_ci95": ci, "total_knowledge_mean": total, "total_knowledge_ci95": tci,
+                "epoch_mean": 2.0, "nf_acc_mean": total - top, "lr": lr, "epochs": 5.0,
+                "val_top_acc_mean": top, "val_top_acc_ci95": ci}
+
+    summary = {"untrained": {**s(0.0, [0.0, 0.0], 1.0, [0.98, 1.0], None), "epochs": 0.0},
+               "finetune": s(0.06, [0.03, 0.09], 0.9, [0.85, 0.95], 3e-3),
+               "rho1": s(0.10, [0.07, 0.14], 1.0, [0.93, 1.05]),
+               "taalm": s(0.33, [0.28, 0.38], 1.2, [1.1, 1.3])}
+    rows = fair_rows(summary, ["finetune", "rho1", "taalm"])
+    assert [r[0] for r in rows] == ["untrained θ (epoch 0)", "finetune", "rho1", "taalm"]
+    assert rows[1][1] == "0.003" and rows[0][1] == "–" and rows[3][3] == "0.330 [0.280, 0.380]"
+    assert [r[-1] for r in rows] == ["–", "–", "level", "above"]  # rho1's interval overlaps finetune's
+    h = headline(summary, "taalm", ["finetune", "rho1", "kadapter"])
+    assert h["best_baseline"] == "rho1" and h["ratio"] == pytest.approx(3.3) and h["top_acc_vs_best"] == "above"
+    assert h["total_knowledge_vs"] == {"finetune": "above", "rho1": "above"}
 
 
 def test_one_table_builder_for_sequences_and_dicts_with_formats():

@@ -112,7 +112,8 @@ def plot_curves(results: list[dict], path) -> Path:
 
 
 def plot_summary_bars(summary: dict[str, dict], methods: list[str], path) -> Path:
-    """Top Acc and Total Knowledge per method: bars at the seed mean, error bars ± sample std."""
+    """Top Acc and Total Knowledge per method: bars at the seed mean, error bars the 95 % interval
+    (bootstrapped over facts and seeds) where the summary has one, else ± the sample std."""
     import matplotlib.pyplot as plt
 
     from trainattn.methods import canonical_method_name
@@ -122,12 +123,21 @@ def plot_summary_bars(summary: dict[str, dict], methods: list[str], path) -> Pat
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, key, title in ((axes[0], "top_acc", "Top Acc (TO-LEARN)"),
                            (axes[1], "total_knowledge", "Total Knowledge")):
-        means = [s[f"{key}_mean"] for s in stats]
-        stds = [s[f"{key}_std"] for s in stats]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=3,
-               color=["C3" if "taalm" in n else "C7" if n == "oracle" else "C0" for n in names])
+        means = np.array([s[f"{key}_mean"] for s in stats], dtype=float)
+        errors = np.zeros((2, len(stats)))
+        for i, s in enumerate(stats):
+            ci, std = s.get(f"{key}_ci95"), s.get(f"{key}_std")
+            if ci is not None:
+                errors[:, i] = [means[i] - ci[0], ci[1] - means[i]]
+            elif std is not None:
+                errors[:, i] = std
+        ax.bar(range(len(names)), means, yerr=errors, capsize=3,
+               color=["C3" if "taalm" in n else "C7" if n in ("oracle", "untrained") else "C0" for n in names])
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(title)
+    has_ci = any(s.get("top_acc_ci95") is not None for s in stats)
+    fig.text(0.01, 0.01, "error bars: 95 % interval over facts and seeds" if has_ci else "error bars: ± std over seeds",
+             fontsize=7, color="0.4")
     return save_figure(fig, path)
 
 

@@ -35,13 +35,84 @@ def lama_ckl_table(results: list[dict]) -> str:
     for method, s in sorted(rows.items(), key=lambda kv: -np.nan_to_num(kv[1]["top_acc_mean"])):
         label = method + (f" [{s['labels']['review_pool']} pool]" if "review_pool" in s["labels"] else "")
         lines.append(
-            f"{label:<28}{s['top_acc_mean']:>9.3f} ± {s['top_acc_std']:.3f}{s['epoch_mean']:>8.1f}"
-            f"{s['nf_acc_mean']:>9.3f}{s['total_knowledge_mean']:>11.3f} ± {s['total_knowledge_std']:.3f}"
+            f"{label:<28}{s['top_acc_mean']:>9.3f} ± {_std(s['top_acc_std'])}{s['epoch_mean']:>8.1f}"
+            f"{s['nf_acc_mean']:>9.3f}{s['total_knowledge_mean']:>11.3f} ± {_std(s['total_knowledge_std'])}"
             f"{len(s['seeds']):>7}"
         )
     lines.append("Top Acc and its Epoch are read on the TO-LEARN test curve, as in the paper; "
                  "NF Acc at that epoch.")
     return "\n".join(lines)
+
+
+def _std(std: float | None) -> str:
+    return "  –  " if std is None else f"{std:.3f}"
+
+
+def with_interval(value: float | None, ci: list[float] | None) -> str:
+    """``0.338 [0.301, 0.372]``; the value alone without an interval, an en dash without a value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.3f}" if ci is None else f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+FAIR_HEADER = ["method", "lr", "epochs trained", "Top Acc, test curve [95 % CI]", "Epoch",
+               "Top Acc, validation-chosen [95 % CI]", "NF Acc", "Total Knowledge [95 % CI]",
+               "Top Acc vs finetune"]
+
+
+def fair_rows(summary: dict[str, dict], methods: list[str], baseline: str = "finetune") -> list[list]:
+    """One row per method, the untrained θ first: the learning rate each chose on validation,
+    epochs trained (early stopping), Top Acc in both readings and Total Knowledge with their 95 %
+    intervals, and ``above`` / ``level`` / ``below`` against ``baseline`` by those intervals."""
+    from trainattn.core.intervals import compare
+    from trainattn.methods import canonical_method_name
+    from trainattn.protocols.grid import UNTRAINED
+
+    base = summary.get(canonical_method_name(baseline)) if baseline else None
+    rows = []
+    for method in [UNTRAINED, *methods]:
+        s = summary.get(method if method == UNTRAINED else canonical_method_name(method))
+        if s is None:
+            continue
+        versus = "–"
+        if base is not None and method not in (UNTRAINED, baseline):
+            versus = compare(s.get("top_acc_ci95"), base.get("top_acc_ci95"))
+        lr = s.get("lr")
+        rows.append([
+            "untrained θ (epoch 0)" if method == UNTRAINED else method,
+            "–" if lr is None else (f"{lr:g}" if not isinstance(lr, list) else ", ".join(f"{x:g}" for x in lr)),
+            "–" if s.get("epochs") is None else f"{s['epochs']:.1f}",
+            with_interval(s["top_acc_mean"], s.get("top_acc_ci95")),
+            f"{s['epoch_mean']:.1f}",
+            with_interval(s.get("val_top_acc_mean"), s.get("val_top_acc_ci95")),
+            f"{s['nf_acc_mean']:.3f}",
+            with_interval(s["total_knowledge_mean"], s.get("total_knowledge_ci95")),
+            versus,
+        ])
+    return rows
+
+
+def headline(summary: dict[str, dict], method: str, baselines: list[str]) -> dict:
+    """``method`` against the best of ``baselines`` (by Top Acc) and against every baseline's
+    Total Knowledge, decided by 95 % intervals: ``{"best_baseline", "ratio", "top_acc_vs_best",
+    "total_knowledge_vs": {baseline: above|level|below}}``."""
+    from trainattn.core.intervals import compare
+    from trainattn.methods import canonical_method_name
+
+    ours = summary[canonical_method_name(method)]
+    present = [b for b in baselines if canonical_method_name(b) in summary]
+    if not present:
+        raise ValueError(f"none of the baselines {baselines} is in the summary")
+    best = max(present, key=lambda b: summary[canonical_method_name(b)]["top_acc_mean"])
+    b = summary[canonical_method_name(best)]
+    return {
+        "best_baseline": best,
+        "ratio": ratio(ours["top_acc_mean"], b["top_acc_mean"]),
+        "top_acc_vs_best": compare(ours.get("top_acc_ci95"), b.get("top_acc_ci95")),
+        "total_knowledge_vs": {x: compare(ours.get("total_knowledge_ci95"),
+                                          summary[canonical_method_name(x)].get("total_knowledge_ci95"))
+                               for x in present},
+    }
 
 
 def markdown_table(columns: list, rows: list, formats: dict | None = None) -> str:
@@ -195,15 +266,17 @@ def device_check_rows(folder_a, folder_b) -> tuple[list[str], list[list]]:
 
 
 RATIO_HEADER = ["method", "Top Acc ÷ finetune (ours)", "(paper)", "Total ÷ finetune (ours)", "(paper)",
-                "Top Acc on the paper's side of finetune"]
+                "Top Acc vs finetune, ours (95 % intervals)", "(paper)"]
 
 
 def ratio_rows(summary: dict[str, dict], methods: list[str]) -> list[list]:
     """Each method against fine-tuning, ours (seed means) and the paper's: the scale-free comparison.
 
-    The last column says whether our Top Acc ratio lies on the same side of 1 as the paper's
-    (both above or both below fine-tuning); ``–`` where the paper has no number.
+    The direction columns say ``above`` / ``level`` / ``below``: ours only where the 95 %
+    intervals separate (``level`` otherwise, and ``level`` without intervals: no claim), the
+    paper's by its reported means (it gives no intervals); ``–`` where the paper has no number.
     """
+    from trainattn.core.intervals import compare
     from trainattn.methods import canonical_method_name
     from trainattn.report.paper import paper_row
 
@@ -219,7 +292,8 @@ def ratio_rows(summary: dict[str, dict], methods: list[str]) -> list[list]:
             s["total_knowledge_mean"], base["total_knowledge_mean"])
         paper_top = ratio(p[0], paper_base[0]) if p else None
         paper_total = ratio(p[3], paper_base[3]) if p else None
-        unknown = paper_top is None or math.isnan(ours_top)
-        same = "–" if unknown else "yes" if (ours_top > 1) == (paper_top > 1) else "**no**"
-        rows.append([method, ours_top, paper_top, ours_total, paper_total, same])
+        ours_side = "–" if method == "finetune" else compare(s.get("top_acc_ci95"), base.get("top_acc_ci95"))
+        paper_side = "–" if paper_top is None or method == "finetune" else (
+            "above" if paper_top > 1 else "below" if paper_top < 1 else "level")
+        rows.append([method, ours_top, paper_top, ours_total, paper_total, ours_side, paper_side])
     return rows
