@@ -96,7 +96,8 @@ def test_two_processes_match_one(tmp_path):
     a = json.loads((one / "result.json").read_text())
     b = json.loads((two / "result.json").read_text())
     _assert_same_run(a, b)
-    assert max(max(c["acc"]) for c in (a["curves"]["to_learn"], a["curves"]["not_to_forget"])) > 0
+    nll = a["curves"]["to_learn"]["nll"]
+    assert nll[-1] < nll[0] - 0.03  # θ learned something (accuracy stays 0 on the tiny random model)
     assert (two / "checkpoint" / "latest").read_text() == "epoch-0004"
 
     ta, tb = _tensors(one / "theta-rank0.safetensors"), _tensors(two / "theta-rank0.safetensors")

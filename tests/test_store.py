@@ -154,11 +154,11 @@ def test_provenance_names_hardware_date_and_versions():
 def test_a_config_counts_by_content_not_by_paths_or_spelled_out_defaults():
     plain = run_identity(CKLConfig(method="rho1+mixreview", phi_checkpoint="runs/a"))
     spelled = run_identity(CKLConfig(method="rho1+mixreview", phi_checkpoint="elsewhere/b",
-                                     method_settings={"rho1": {"keep": 0.6}, "recadam": {"coef": 1.0}}))
+                                     method_settings={"rho1": {"keep": 0.4}, "recadam": {"coef": 1.0}}))
     assert plain == spelled  # the defaults, a path, and settings of a method the run does not use
-    assert plain["config"]["method_settings"] == {"rho1": {"keep": 0.6},
+    assert plain["config"]["method_settings"] == {"rho1": {"keep": 0.4},
                                                   "mixreview": {"ratio": 1.0, "decay": 1.0, "pool": "disjoint"}}
-    assert run_identity(CKLConfig(method="rho1", method_settings={"rho1": {"keep": 0.4}})) != run_identity(
+    assert run_identity(CKLConfig(method="rho1", method_settings={"rho1": {"keep": 0.6}})) != run_identity(
         CKLConfig(method="rho1"))
 
 
