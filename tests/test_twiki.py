@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import os
 import zipfile
 
 import huggingface_hub
@@ -11,19 +12,29 @@ from safetensors.torch import load_file
 import trainattn.protocols.temporalwiki as twiki
 from trainattn.config import CKLConfig, ThetaConfig
 from trainattn.core.train_attention import TrainAttention
+from trainattn.data.temporalwiki import TWIKI_PROBE_TEMPLATE
 from trainattn.data.twiki_diffsets import (
     DIFFSET_ENV,
     HUB_FILENAME,
     HUB_REPO_ID,
+    PROXY_SENTENCES,
+    PROXY_VERSION,
     DiffsetUnavailableError,
     Documents,
     filter_diffset_lines,
     load_diffset_documents,
     proxy_documents,
     read_diffset_lines,
+    revision_proxy_documents,
 )
 from trainattn.methods import make_method
-from trainattn.protocols.temporalwiki import PROXY_LINE, run_temporalwiki, subsample_probes
+from trainattn.protocols.temporalwiki import (
+    PROXY_LINE,
+    run_temporalwiki,
+    select_probes,
+    subsample_probes,
+    twiki_proxy_documents,
+)
 from trainattn.report.temporalwiki import format_twiki_table
 from trainattn.testing import tiny_llama
 
@@ -135,13 +146,100 @@ def fact(subject, relation, obj):
     return {"subject": subject, "relation": relation, "object": obj}
 
 
-def test_proxy_documents_are_deterministic_and_labelled():
+def test_proxy_version_1_is_unchanged_and_labelled():
+    # chapter 07 hashes these texts into its weight-share run's identity: they must not change
     rows = [fact("Ada", "occupation", "writer"), fact("Oslo", "country", "Norway"),
             fact("Ada", "occupation", "writer")]
     docs = proxy_documents(rows)
     assert isinstance(docs, Documents) and docs.source == "proxy" and "PROXY" in docs.info["note"]
     assert list(docs) == list(proxy_documents(rows)) and len(docs) == 2
-    assert docs[0].startswith("Ada — occupation: writer.") and "Norway" in docs[1]
+    assert docs[0] == "Ada — occupation: writer. In the latest revision, the occupation of Ada is writer."
+    assert "Norway" in docs[1] and docs.info["proxy_version"] == 1
+
+
+def stated(fact_row, text):
+    """Whether ``text`` states ``fact_row`` in any proxy sentence template."""
+    return any(t.format(**fact_row) in text for t in PROXY_SENTENCES)
+
+
+CHANGED = [fact(f"Person {i}", "occupation", f"job{i}") for i in range(12)]
+UNCHANGED = ([fact(f"Place {i}", "country", f"Land{i}") for i in range(30)]
+             + [fact("Person 3", "place of birth", "Rome"), fact("Person 3", "employer", "Acme"),
+                fact("Person 5", "sport", "chess")])
+SCORED = [UNCHANGED[i] for i in (0, 2, 4, 6, 8, 10, 12, 14, 31)]  # Person 3's employer is scored
+
+
+def test_revision_proxy_is_deterministic_labelled_and_states_each_changed_fact():
+    docs = revision_proxy_documents(CHANGED + CHANGED[:2], UNCHANGED, SCORED, seed=3)
+    assert isinstance(docs, Documents) and docs.source == "proxy" and "PROXY" in docs.info["note"]
+    assert docs.info["proxy_version"] == PROXY_VERSION == 2 and len(docs) == len(CHANGED)  # duplicates dropped
+    assert list(docs) == list(revision_proxy_documents(CHANGED, UNCHANGED, SCORED, seed=3))
+    assert list(docs) != list(revision_proxy_documents(CHANGED, UNCHANGED, SCORED, seed=4))
+    for text, changed, context in zip(docs, docs.facts, docs.context, strict=True):
+        assert changed["object"] in text and stated(changed, text)
+        assert 1 <= len(context) <= 3 and all(stated(f, text) for f in context)
+        assert "Guess the object" not in text and TWIKI_PROBE_TEMPLATE.format(**changed) not in text
+        assert not any(changed["object"] in " ".join(f.values()) for f in context)
+    # the subject's own (unscored) unchanged facts come first; its scored one never appears
+    person3 = docs.context[3]
+    assert fact("Person 3", "place of birth", "Rome") in person3 and fact("Person 3", "employer", "Acme") not in person3
+    assert fact("Person 5", "sport", "chess") in docs.context[5]
+    assert docs.info["n_same_subject_context"] == 2 and docs.info["n_context_facts"] == sum(map(len, docs.context))
+    # the changed fact is not always first: its place among the unchanged facts varies
+    first = [any(text.startswith(t.format(**c)) for t in PROXY_SENTENCES) for text, c in zip(docs, docs.facts,
+                                                                                            strict=True)]
+    assert any(first) and not all(first)
+
+
+def test_revision_proxy_never_states_a_scored_unchanged_fact():
+    docs = revision_proxy_documents(CHANGED, UNCHANGED, SCORED, seed=0)
+    scored_pairs = {(f["subject"], f["relation"]) for f in SCORED}
+    for text, context in zip(docs, docs.context, strict=True):
+        assert not any(stated(f, text) for f in SCORED)
+        assert not any((f["subject"], f["relation"]) in scored_pairs for f in context)
+    alone = revision_proxy_documents(CHANGED, UNCHANGED, UNCHANGED)  # every Unchanged probe scored: no pool
+    assert docs.info["n_pool"] == len(UNCHANGED) - len(SCORED) and alone.info["n_pool"] == 0
+    assert all(stated(c, t) and t.count(".") == 1 for t, c in zip(alone, alone.facts, strict=True))
+
+
+def test_revision_proxy_fits_the_length_cap(tokenizer):
+    long_pool = [fact(f"The very long entity name number {i}", "located in the administrative territorial entity",
+                      f"Somewhere far away {i}") for i in range(40)]
+    wide = revision_proxy_documents(CHANGED, long_pool, seed=1, max_chars=None)
+    assert max(len(tokenizer(t)["input_ids"]) for t in wide) > 60  # uncapped, three long facts do not fit
+    capped = revision_proxy_documents(CHANGED, long_pool, seed=1, max_chars=None, tokenizer=tokenizer, max_tokens=60)
+    assert all(len(tokenizer(t)["input_ids"]) <= 60 for t in capped) and capped.info["n_over_cap"] == 0
+    assert all(c["object"] in t for t, c in zip(capped, capped.facts, strict=True))  # the change always stays
+    assert sum(map(len, capped.context)) < sum(map(len, wide.context))
+    by_chars = revision_proxy_documents(CHANGED, long_pool, seed=1, max_chars=150)
+    assert all(len(t) <= 150 for t in by_chars)
+    tiny = revision_proxy_documents(CHANGED[:1], long_pool, max_chars=10)
+    assert tiny.info["n_over_cap"] == 1
+    assert tiny.context == [[]] and "job0" in tiny[0]
+
+
+def test_revision_proxy_varies_its_templates():
+    docs = revision_proxy_documents(CHANGED, UNCHANGED, SCORED, seed=0)
+    used = {i for text in docs for i, t in enumerate(PROXY_SENTENCES)
+            for f in [*docs.facts, *(c for cs in docs.context for c in cs)] if t.format(**f) in text}
+    assert len(used) >= 6
+    for i, t in enumerate(PROXY_SENTENCES):  # every template states all three parts, none is the probe's form
+        assert all(f"{{{k}}}" in t for k in ("subject", "relation", "object")), i
+    # where the subject contains the object, the object's last occurrence is the stated object
+    for seed in range(8):
+        (text,) = revision_proxy_documents([fact("Belgium national team", "country", "Belgium")], seed=seed)
+        assert text.rindex("Belgium") > text.index("Belgium national team")
+
+
+@pytest.mark.skipif(not os.environ.get("TRAINATTN_DATA"), reason="TRAINATTN_DATA not set")
+def test_proxy_of_the_real_probes_keeps_scored_unchanged_probes_out():
+    probes = select_probes(("0910",), max_probes=200, seed=0)
+    docs = twiki_proxy_documents(("0910",), probes, seed=0)["0910"]
+    scored = {(r["subject"], r["relation"], r["object"]) for r in probes["0910"]["unchanged"]}
+    used = {(c["subject"], c["relation"], c["object"]) for cs in docs.context for c in cs}
+    assert len(docs) == 200 and docs.info["n_context_facts"] == 600 and not used & scored
+    assert all(c["object"] in t for t, c in zip(docs, docs.facts, strict=True))
+    assert list(docs) == list(twiki_proxy_documents(("0910",), probes, seed=0)["0910"])
 
 
 # ------------------------------------------------------------- the protocol
@@ -173,6 +271,7 @@ def run(tokenizer, cfg, out_dir=None, **kw):
 def test_three_periods_metrics_and_table(tokenizer, tmp_path):
     result, _ = run(tokenizer, config(), out_dir=tmp_path)
     assert result["source"] == "proxy" and result["periods"] == ["0910", "1011", "1112"]
+    assert result["proxy_version"] == PROXY_VERSION and result["documents"]["0910"]["proxy_version"] == PROXY_VERSION
     assert [p["period"] for p in result["results"]] == ["0910", "1011", "1112"]
     for p in result["results"]:
         assert p["updates"] == 1  # two proxy documents per period, batch 2, one epoch
@@ -184,9 +283,20 @@ def test_three_periods_metrics_and_table(tokenizer, tmp_path):
     assert len(set(norms)) == 3  # θ moves every period
     assert json.loads((tmp_path / "result.json").read_text())["source"] == "proxy"
     table = format_twiki_table(result)
-    assert PROXY_LINE in table and "| 1112 |" in table
+    assert PROXY_LINE in table and "| 1112 |" in table and f"source: proxy (version {PROXY_VERSION})" in table
     both = format_twiki_table({"finetune": result, "again": result})
     assert PROXY_LINE in both and "| finetune (proxy) |" in both and "1112 Avg" in both
+
+
+def test_proxy_version_is_part_of_the_run_identity(tokenizer, tmp_path):
+    docs = {"0910": revision_proxy_documents(PROBES["0910"]["changed"], seed=0)}
+    first, _ = run(tokenizer, config(), out_dir=tmp_path, periods=("0910",), documents_by_period=docs)
+    again, _ = run(tokenizer, config(), out_dir=tmp_path, periods=("0910",), documents_by_period=docs)
+    assert again["results"] == first["results"] and first["proxy_version"] == PROXY_VERSION
+    info = {k: v for k, v in docs["0910"].info.items() if k != "source"}
+    older = {"0910": Documents(list(docs["0910"]), "proxy", **{**info, "proxy_version": 1})}
+    with pytest.raises(ValueError, match="proxy_version"):  # same texts, older proxy: never read back as new
+        run(tokenizer, config(), out_dir=tmp_path, periods=("0910",), documents_by_period=older)
 
 
 def test_resume_after_a_crash_reproduces_the_straight_run(tokenizer, tmp_path, monkeypatch):

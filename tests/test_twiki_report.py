@@ -7,16 +7,19 @@ import pytest
 import trainattn.protocols.temporalwiki as twiki
 from trainattn.config import CKLConfig, ThetaConfig
 from trainattn.core.train_attention import TrainAttention
+from trainattn.files import write_json_atomic
 from trainattn.methods import make_method
-from trainattn.protocols.store import method_phi, phi_fingerprint
+from trainattn.protocols.store import method_phi, phi_fingerprint, versions
 from trainattn.protocols.temporalwiki import (
     run_temporalwiki,
     score_period,
     select_probes,
+    twiki_proxy_documents,
 )
 from trainattn.report.figures import plot_twiki
 from trainattn.report.paper import TWIKI_PROBE_COUNTS, TWIKI_TABLE2
 from trainattn.report.temporalwiki import paper_twiki_result, relative_to, twiki_vs_paper_rows
+from trainattn.studies.open_questions import chapter_versions, runs_hardware
 from trainattn.testing import tiny_llama
 
 
@@ -76,25 +79,30 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_select_probes_matches_the_run_and_scores_before_training(tokenizer):
-    rows = {p: {k: [fact(f"s{i}", "r", f"o{i}") for i in range(6)] for k in ("changed", "unchanged")}
+    rows = {p: {k: [fact(f"{k[0]}{i}", "r", f"o{k[0]}{i}") for i in range(6)] for k in ("changed", "unchanged")}
             for p in PROBES}
     chosen = select_probes(("0910", "1011"), rows, max_probes=3, seed=5)
     assert all(len(chosen[p][k]) == 3 for p in chosen for k in chosen[p])
     assert chosen == select_probes(("0910", "1011"), rows, max_probes=3, seed=5)
-    assert chosen["0910"]["changed"] != chosen["0910"]["unchanged"]  # each set has its own draw
+    drawn = {k: [r["subject"][1:] for r in chosen["0910"][k]] for k in ("changed", "unchanged")}
+    assert drawn["changed"] != drawn["unchanged"]  # each set has its own draw
     with pytest.raises(ValueError, match="no entry for period"):
         select_probes(("1112",), rows)
-    cfg = CKLConfig(theta=ThetaConfig(model="tiny", lora_rank=4, lora_alpha=8, max_length=32),
+    cfg = CKLConfig(theta=ThetaConfig(model="tiny", lora_rank=4, lora_alpha=8, max_length=96),
                     benchmark="temporalwiki", batch_size=2, eval_batch_size=8, seed=5)
     model = tiny_llama(len(tokenizer), seed=0)
     before = score_period(model, tokenizer, cfg, chosen["0910"], progress=False)
     assert before["changed"]["n"] == 3 and math.isfinite(before["avg"]["nll"])
-    # the run scores exactly these sets: the same proxy documents and probes as subsampling inside it
+    # the run scores exactly these sets and trains on the same proxy documents as subsampling inside it
+    # (the proxies' unchanged facts come from the whole set minus the scored ones, so pass both)
     a = run_temporalwiki(cfg, tiny_llama(len(tokenizer), seed=0), tokenizer, periods=("0910",),
                          probes_by_period=rows, max_probes=3, source_label="proxy", progress=False)
+    docs = twiki_proxy_documents(("0910",), chosen, rows, seed=5, tokenizer=tokenizer, max_length=96)
+    assert docs["0910"].info["n_context_facts"] > 0
     b = run_temporalwiki(cfg, tiny_llama(len(tokenizer), seed=0), tokenizer, periods=("0910",),
-                         probes_by_period=chosen, source_label="proxy", progress=False)
-    assert a["results"] == b["results"] and a["sizes"] == b["sizes"]
+                         documents_by_period=docs, probes_by_period=chosen, progress=False)
+    assert a["results"] == b["results"] and a["sizes"] == b["sizes"] and a["documents"] == b["documents"]
+    assert b["source"] == "proxy" and b["proxy_version"] == docs["0910"].info["proxy_version"]
 
 
 def test_a_changed_phi_does_not_resume_an_old_taalm_run(tokenizer, tmp_path):
@@ -114,3 +122,18 @@ def test_a_changed_phi_does_not_resume_an_old_taalm_run(tokenizer, tmp_path):
         run(2, ("0910", "1011"))
     assert phi_fingerprint(method_phi(make_method("finetune"))) is None
     assert twiki.PROXY_LINE  # the module's label for proxy results is still there
+
+
+def test_chapter07_versions_name_where_its_runs_were_computed(tmp_path):
+    # chapter 07 read H200 runs back on a CPU and wrote "cpu (2 cores)": the runs' hardware must win
+    here = versions()["hardware"]
+    assert chapter_versions(tmp_path / "none")["hardware"] == here  # no run record: this process
+    for i, folder in enumerate(("reference/seed-0/taalm", "reference/seed-0/oracle", "paired_all/base/meta")):
+        write_json_atomic(tmp_path / folder / "result.json", {"versions": {"hardware": "NVIDIA H200"}, "i": i})
+    write_json_atomic(tmp_path / "paired_all" / "base" / "row.json", {"row": {}})  # not a run record
+    write_json_atomic(tmp_path / "x" / "result.json", [1, 2])
+    assert runs_hardware(tmp_path) == ["NVIDIA H200"]
+    v = chapter_versions(tmp_path)
+    assert v["hardware"] == "NVIDIA H200" and v["executed_on"] == here and v["runs_hardware"] == ["NVIDIA H200"]
+    write_json_atomic(tmp_path / "cpu_run" / "result.json", {"versions": {"hardware": "cpu (2 cores)"}})
+    assert chapter_versions(tmp_path)["hardware"] == "NVIDIA H200 + cpu (2 cores)"

@@ -269,7 +269,7 @@ def torch_seed(seed: int) -> None:
 
 
 # φ meta-trained by chapter 03 at the cpu profile: its run record (LoRA + head tensors, config), committed
-SHIPPED_PHI = "results/cpu/runs/03_meta_training"
+SHIPPED_PHI = "results/cpu/runs/03_meta_training/best"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,9 @@ the training loss, the L2 norm of θ's trainable tensors (``theta_l2``) and timi
 Documents are rows without an object: ``{"uuid", "evidence", "period"}``, encoded with
 :func:`~trainattn.core.spans.encode_texts` (``object_mask`` all False). The oracle, which needs
 an object inside each document, is refused. Results say ``source: "proxy"`` whenever the
-documents are the proxy of :func:`~trainattn.data.twiki_diffsets.proxy_documents`.
+documents are a proxy (:func:`twiki_proxy_documents`: each changed fact among unchanged facts
+that are never scored, :func:`~trainattn.data.twiki_diffsets.revision_proxy_documents`), and
+carry its ``proxy_version``, which is also part of the run's identity.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from trainattn.data.temporalwiki import (
     load_temporalwiki_probes,
     twiki_probe_text,
 )
-from trainattn.data.twiki_diffsets import load_diffset_documents, proxy_documents
+from trainattn.data.twiki_diffsets import load_diffset_documents, revision_proxy_documents
 from trainattn.methods import RunContext, TrainBatch
 from trainattn.protocols.lama_ckl import (
     build_theta,
@@ -103,14 +105,36 @@ def select_probes(periods, probes_by_period: dict | None = None, max_probes: int
     return out
 
 
-def _documents(periods, documents_by_period, probes, source_label, diffset_dir):
+def twiki_proxy_documents(periods, probes: dict, probes_by_period: dict | None = None, seed: int = 0,
+                          data_dir=None, tokenizer=None, max_length: int | None = None) -> dict:
+    """``{period: Documents}``: the proxy documents a run with ``source_label="proxy"`` trains on.
+
+    ``probes``: the scored sets of :func:`select_probes`. Each period's documents are its scored
+    CHANGED facts, each among unchanged facts drawn from the period's whole UNCHANGED set
+    (``probes_by_period``, else TWiki-Probes in ``data_dir``) minus the scored Unchanged probes
+    (:func:`~trainattn.data.twiki_diffsets.revision_proxy_documents`, seeded by ``seed`` and the
+    period), each document at most ``max_length`` tokens of ``tokenizer`` when both are given.
+    """
+    out = {}
+    for period in periods:
+        if probes_by_period is not None:
+            pool = probes_by_period[period]["unchanged"]
+        else:
+            pool = load_temporalwiki_probes(period, "unchanged", data_dir).to_list()
+        out[period] = revision_proxy_documents(
+            probes[period]["changed"], pool, probes[period]["unchanged"],
+            seed=seed * 8 + list(TWIKI_PERIODS).index(period), tokenizer=tokenizer, max_tokens=max_length)
+    return out
+
+
+def _documents(periods, documents_by_period, probes, source_label, diffset_dir, proxy_args):
     """``({period: documents}, source)``; the source is declared or read from ``Documents.source``."""
     if source_label is not None and source_label not in SOURCES:
         raise ValueError(f"source_label must be one of {SOURCES}, got {source_label!r}")
     if documents_by_period is None:
         label = source_label or "diffset"
         if label == "proxy":
-            return {p: proxy_documents(probes[p]["changed"]) for p in periods}, label
+            return twiki_proxy_documents(periods, probes, **proxy_args), label
         return {p: load_diffset_documents(p, diffset_dir) for p in periods}, label
     missing = [p for p in periods if p not in documents_by_period]
     if missing:
@@ -198,7 +222,8 @@ def run_temporalwiki(config: CKLConfig, model, tokenizer, periods=("0910", "1011
         model: a fresh base LM (modified in place: LoRA is injected).
         documents_by_period: training documents per period; ``None`` loads the filtered
             diff-sets (``source_label`` "diffset"/None) or builds proxies from the (subsampled)
-            CHANGED probes (``source_label="proxy"``).
+            CHANGED probes among unscored UNCHANGED facts (``source_label="proxy"``,
+            :func:`twiki_proxy_documents`, at most ``config.theta.max_length`` tokens each).
         probes_by_period: ``{period: {"changed": rows, "unchanged": rows}}`` with rows
             ``{"subject", "relation", "object"}``; ``None`` loads TWiki-Probes (``data_dir``).
         source_label: "diffset" | "proxy"; ``None`` reads ``Documents.source``.
@@ -230,7 +255,9 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
         raise ValueError("mixreview on TemporalWiki needs review_documents=[...] (the paper replays the "
                          "August 2021 Wikipedia snapshot) and method_settings.mixreview.pool='disjoint'")
     probes = select_probes(periods, probes_by_period, max_probes, config.seed, data_dir)
-    docs, source = _documents(periods, documents_by_period, probes, source_label, diffset_dir)
+    proxy_args = {"probes_by_period": probes_by_period, "seed": config.seed, "data_dir": data_dir,
+                  "tokenizer": tokenizer, "max_length": config.theta.max_length}
+    docs, source = _documents(periods, documents_by_period, probes, source_label, diffset_dir, proxy_args)
     rows = {p: document_rows(p, docs[p]) for p in periods}
     updates = {p: math.ceil(len(rows[p]) / config.batch_size) for p in periods}
     review = document_rows("review", review_documents, "review") if review_documents else None
@@ -264,7 +291,7 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
         save_training_state(run, state, theta, optimizer, method)
 
     result = {
-        "benchmark": "temporalwiki", "source": source,
+        "benchmark": "temporalwiki", "source": source, "proxy_version": proxy_version(source, docs),
         "source_note": PROXY_LINE if source == "proxy" else "filtered TemporalWiki diff-sets (Appendix C.1)",
         "metric": "nll = mean object-token NLL over probes (the paper's 'ppl'); perplexity = exp(nll)",
         "method": method.name, "labels": dict(method.labels), "config": to_dict(config),
@@ -278,9 +305,22 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
     return run.write_result(result)
 
 
+def proxy_version(source: str, docs: dict) -> int | None:
+    """The proxy's version as its :class:`~trainattn.data.twiki_diffsets.Documents` say (``None``: diff-sets,
+    or plain lists without one)."""
+    if source != "proxy":
+        return None
+    said = {getattr(d, "info", {}).get("proxy_version") for d in docs.values()} - {None}
+    if len(said) > 1:
+        raise ValueError(f"proxy documents of different versions {sorted(said)}; build them alike")
+    return said.pop() if said else None
+
+
 def twiki_run(config, method, periods, docs, probes, source, review_documents, out_dir) -> Run:
-    """The run store's view of one TemporalWiki run: config, method, φ, periods and the data."""
+    """The run store's view of one TemporalWiki run: config, method, φ, periods, the data and,
+    for proxy documents, the proxy's version (a run folder of an older proxy is never read back)."""
     data = hashlib.sha256(json.dumps(
         [source, list(periods), {p: list(docs[p]) for p in periods}, probes, review_documents],
         sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    return Run(out_dir, run_identity(config, method=method, phi=method, data=data, periods=list(periods)))
+    return Run(out_dir, run_identity(config, method=method, phi=method, data=data, periods=list(periods),
+                                     proxy_version=proxy_version(source, docs)))

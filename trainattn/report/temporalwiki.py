@@ -74,7 +74,8 @@ def format_twiki_table(result, digits: int = 4) -> str:
     """A paper-style Markdown table of mean object-token NLL (Un / C / Avg; lower is better).
 
     ``result``: one result (rows = periods) or a list / ``{name: result}`` of results
-    (rows = methods, Un / C / Avg per period, as Table 2). Says "proxy" when any is.
+    (rows = methods, Un / C / Avg per period, as Table 2). Says "proxy" when any is (and, for
+    one result, the proxy's version).
     """
     if isinstance(result, dict) and "results" in result:
         named = None
@@ -91,7 +92,8 @@ def format_twiki_table(result, digits: int = 4) -> str:
         lines.append(PROXY_LINE)
     if named is None:
         r = results[0]
-        lines += [f"method: {r['method']} · source: {r['source']}", "",
+        version = f" (version {r['proxy_version']})" if r.get("proxy_version") else ""
+        lines += [f"method: {r['method']} · source: {r['source']}{version}", "",
                   "| period | Un | C | Avg |", "|---|---|---|---|"]
         lines += [f"| {p['period']} | {cell(p['unchanged'])} | {cell(p['changed'])} | {cell(p['avg'])} |"
                   for p in r["results"]]

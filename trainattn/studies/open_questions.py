@@ -9,6 +9,8 @@
   φ's weight per token category (:mod:`trainattn.data.token_categories`) on a corpus, and
   how it moves during meta-training;
 * :class:`PeakMemory` / :func:`measured` — peak memory and time of a run;
+* :func:`runs_hardware` / :func:`chapter_versions` — where the chapter's runs were computed
+  (not where the notebook that read them back ran);
 * :class:`OpenQuestionRuns` — the chapter's fresh θs, φs and resumable TAALM runs on one
   loaded base model.
 
@@ -42,7 +44,15 @@ from trainattn.data.token_categories import (
 )
 from trainattn.files import read_json, write_json_atomic
 from trainattn.protocols.meta_training import load_phi_tensors, meta_train
-from trainattn.protocols.store import Run, data_fingerprint, phi_file, run_identity, run_lock
+from trainattn.protocols.store import (
+    RESULT_NAME,
+    Run,
+    data_fingerprint,
+    phi_file,
+    run_identity,
+    run_lock,
+    versions,
+)
 from trainattn.studies.ablations import Variant, run_variant
 
 # ---------------------------------------------------------------- Q1: held-out relations
@@ -305,6 +315,39 @@ def measured(folder, run):
                      "seconds": peak.seconds}
         write_json_atomic(path, resources)
         return out, resources
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def runs_hardware(run_dir) -> list[str]:
+    """The distinct ``versions.hardware`` of every run record (``result.json``) under ``run_dir``, sorted.
+
+    A finished run keeps the hardware that computed it (LAMA-CKL: the latest epoch's trainer;
+    meta-training: the process that finished φ), also when another machine reads it back.
+    """
+    found = set()
+    for path in sorted(Path(run_dir).rglob(RESULT_NAME)) if Path(run_dir).is_dir() else []:
+        try:
+            data = read_json(path)
+        except (OSError, ValueError):
+            continue
+        hardware = (data.get("versions") or {}).get("hardware") if isinstance(data, dict) else None
+        if hardware:
+            found.add(hardware)
+    return sorted(found)
+
+
+def chapter_versions(run_dir) -> dict:
+    """The chapter's ``versions``: :func:`~trainattn.protocols.store.versions` of this process, but
+    ``hardware`` = where its runs under ``run_dir`` were computed (:func:`runs_hardware`, joined by
+    " + "; this process's hardware when there is no record), ``runs_hardware`` = that list and
+    ``executed_on`` = this process's hardware (a notebook that reads runs back may run elsewhere).
+    """
+    here = versions()
+    ran_on = runs_hardware(run_dir)
+    return {**here, "hardware": " + ".join(ran_on) if ran_on else here["hardware"],
+            "runs_hardware": ran_on, "executed_on": here["hardware"]}
 
 
 # ---------------------------------------------------------------- the runs
