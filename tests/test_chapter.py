@@ -45,3 +45,20 @@ def test_results_companions_figures_and_work_folders_sit_beside_the_results(tmp_
     assert chapter.figure_path("bars") == tmp_path / "ci" / "04_lama_ckl.bars.png"
     assert json.loads(chapter.write_results({"a": 1.5}).read_text()) == {"a": 1.5}
     assert chapter.write_companion("lama_ckl_summary", {"m": 1}) == tmp_path / "ci" / "lama_ckl_summary.json"
+
+
+def test_chapter_04_cpu_runs_are_the_cli_grids_runs():
+    """`trainattn ckl-grid --config configs/lama_ckl_cpu.yml` makes the runs chapter 04 reads back at the cpu profile."""
+    import nbformat
+
+    from trainattn.book.runner import load_profile, notebook_parameters
+    from trainattn.config import load_config
+    from trainattn.protocols.store import config_identity
+
+    source = nbformat.read("notebooks/04_lama_ckl.ipynb", 4).cells[1].source
+    params: dict = {}
+    exec(source, {}, params)  # the parameters cell: plain literals
+    params.update(notebook_parameters(load_profile("cpu"), "04_lama_ckl"))
+    chapter_config = Chapter(params).ckl_config(n_to_learn=100, n_not_to_forget=100, method="rho1-paper", lr=3e-3)
+    cli_config = load_config(CKLConfig, "configs/lama_ckl_cpu.yml", ["method=rho1-paper", "lr=0.003"])
+    assert config_identity(chapter_config) == config_identity(cli_config)

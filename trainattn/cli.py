@@ -153,9 +153,9 @@ def _ckl(args):
         )
         print(format_twiki_table(result))
         return 0
-    to_learn, not_to_forget, review = _lama_ckl_rows(args, config, theta, tokenizer)
+    to_learn, not_to_forget, review, reference = _lama_ckl_rows(args, config, theta, tokenizer)
     result = run_lama_ckl(config, theta, tokenizer, to_learn, not_to_forget, method,
-                          out_dir=args.out, review_rows=review)
+                          out_dir=args.out, review_rows=review, reference_rows=reference)
     m = result["metrics"]["test_chosen"]
     print(f"{result['method']}: Top Acc {m['top_acc']:.3f} at epoch {m['epoch']}, "
           f"NF Acc {m['nf_acc']:.3f}, Total Knowledge {m['total_knowledge']:.3f}")
@@ -163,7 +163,8 @@ def _ckl(args):
 
 
 def _lama_ckl_rows(args, config, theta, tokenizer):
-    """TO-LEARN, NOT-TO-FORGET (the tailored split, cut to the config's sizes) and the replay pool."""
+    """TO-LEARN, NOT-TO-FORGET (the tailored split, cut to the config's sizes), the replay pool and
+    the meta-training pool (the in-domain documents of RHO-1's reference model)."""
     from trainattn.data import load_tailored, tailor_lama_ckl
     from trainattn.protocols.grid import disjoint_review_rows
 
@@ -174,7 +175,7 @@ def _lama_ckl_rows(args, config, theta, tokenizer):
                                  config.n_not_to_forget, seed=args.split_seed, data_dir=args.data_dir)
     to_learn = splits.to_learn[: config.n_to_learn]
     not_to_forget = splits.not_to_forget[: config.n_not_to_forget]
-    return to_learn, not_to_forget, disjoint_review_rows(to_learn, not_to_forget, args.data_dir)
+    return to_learn, not_to_forget, disjoint_review_rows(to_learn, not_to_forget, args.data_dir), splits.meta_pool
 
 
 def _ckl_grid(args):
@@ -187,12 +188,13 @@ def _ckl_grid(args):
 
     config = load_config(CKLConfig, args.config, args.set)
     theta, tokenizer = load_lm(config.theta.model)
-    to_learn, not_to_forget, review = _lama_ckl_rows(args, config, theta, tokenizer)
+    to_learn, not_to_forget, review, reference = _lama_ckl_rows(args, config, theta, tokenizer)
     del theta
     results = run_lama_ckl_grid(
         config, args.methods, args.seeds, to_learn, not_to_forget, args.out,
         load_model=lambda: load_lm(config.theta.model, device=args.device), phi_run=args.phi,
         load_phi=lambda path: load_trained_phi(path, tokenizer), review_rows=review,
+        reference_rows=reference, lrs=args.lrs,
     )
     print(lama_ckl_table(results))
     if args.summary:
@@ -343,7 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="YAML file of CKLConfig fields (shared by every run)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--phi", default=None, help="meta-training run folder (for methods with taalm)")
-    p.add_argument("--out", required=True, help="grid folder: <out>/seed-<k>/<method>/ per run")
+    p.add_argument("--out", required=True, help="grid folder: <out>/seed-<k>/<method>/[lr-<lr>/] per run")
+    p.add_argument("--lrs", nargs="+", type=float, default=None,
+                   help="learning rates to choose from on the validation slice at the first seed (chapter 04: "
+                        "3e-4 1e-3 3e-3); without it every run uses the config's lr")
     p.add_argument("--summary", default=None, help="write mean/std per method (JSON) here")
     p.add_argument("--tailored", default=None, help="folder written by `trainattn tailor`")
     p.add_argument("--split-seed", type=int, default=42)
