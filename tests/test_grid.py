@@ -224,3 +224,19 @@ def test_learning_rate_chosen_on_validation_then_used_for_every_seed(tokenizer, 
     assert s["top_acc_ci95"][0] <= 0.5 <= s["top_acc_ci95"][1] and s["val_top_acc_ci95"] == [1.0, 1.0]
     untrained = summary["untrained"]
     assert untrained["top_acc_mean"] == 0 and untrained["nf_acc_mean"] == 1 and untrained["top_acc_ci95"] == [0, 0]
+
+
+def test_a_run_counts_the_pools_its_method_reads(tokenizer, tmp_path):
+    from trainattn.methods import method_pools
+
+    assert method_pools("taalm+mixreview") == ("review_rows",) and method_pools("rho1-paper") == ("reference_rows",)
+    assert method_pools("finetune") == ()
+    grid_run(tokenizer, tmp_path, methods=("mixreview",), seeds=(0,))
+    identity = read_json(run_dir_for(tmp_path, "mixreview", 0) / "result.json")["identity"]
+    assert identity["pools"] == {"review_rows": data_fingerprint(REVIEW)}
+    with pytest.raises(TrainattnError, match="different pools"):  # another replay pool: not this run
+        run_lama_ckl_grid(config(epochs=1), ["mixreview"], [0], TO_LEARN, NOT_TO_FORGET, tmp_path,
+                          lambda: (tiny_llama(len(tokenizer), seed=0), tokenizer), review_rows=REVIEW[:1],
+                          progress=False, log=None)
+    grid_run(tokenizer, tmp_path, methods=("finetune",), seeds=(0,))
+    assert "pools" not in read_json(run_dir_for(tmp_path, "finetune", 0) / "result.json")["identity"]

@@ -73,6 +73,12 @@ def uses_phi(name: str) -> bool:
     return any(METHODS[part].uses_phi for part in canonical_method_name(name).split("+"))
 
 
+def method_pools(name: str) -> tuple[str, ...]:
+    """The :class:`RunContext` row pools a (possibly composite) method reads, e.g. ``("review_rows",)``."""
+    parts = canonical_method_name(name).split("+")
+    return tuple(sorted({pool for part in parts for pool in METHODS[part].pools}))
+
+
 def make_method(name: str, phi=None, load_phi: Callable | None = None) -> CompositeMethod:
     """Build a (composite) method from its name.
 
@@ -94,5 +100,5 @@ __all__ = [
     "ADDON_METHODS", "HEURISTICS", "METHODS", "METHOD_NAMES", "WEIGHTING_METHODS", "TAALM", "CompositeMethod",
     "Finetune", "KAdapter", "KAdapterLM", "Method", "MixReview", "Oracle", "RecAdam", "RecAdamW", "Rho1", "Rho1Paper",
     "RunContext", "TrainBatch", "anneal_lambda", "canonical_method_name", "disjoint_pool",
-    "make_method", "parse_method_name", "register", "review_count", "top_fraction_mask", "uses_phi",
+    "make_method", "method_pools", "parse_method_name", "register", "review_count", "top_fraction_mask", "uses_phi",
 ]

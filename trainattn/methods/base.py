@@ -88,6 +88,8 @@ class Method:
         addon_order: an add-on's place in a canonical composite name
             (``taalm+mixreview+recadam+kadapter``).
         uses_phi: the method weights tokens with a trained φ.
+        pools: the row pools of :class:`RunContext` the method reads; a run's identity counts
+            their rows, so a run made with another pool is not read back.
         Settings: the method's settings (a frozen dataclass with defaults).
         labels: JSON-ready values recorded in the results (e.g. ``{"review_pool": "paper"}``).
     """
@@ -96,6 +98,7 @@ class Method:
     weighting = False
     addon_order = 0
     uses_phi = False
+    pools: tuple[str, ...] = ()  # RunContext row pools the method reads ("review_rows", "reference_rows")
     Settings: type = NoSettings
 
     def __init__(self):

@@ -54,6 +54,8 @@ class MixReviewSettings:
 class MixReview(Method):
     """Replay rows from a review pool with every batch (add-on to a weighting method)."""
 
+    pools = ("review_rows",)
+
     name = "mixreview"
     addon_order = 1
     Settings = MixReviewSettings

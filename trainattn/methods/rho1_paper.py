@@ -138,6 +138,8 @@ def train_reference(theta, tokenizer, texts: list[str], *, epochs: int, lr: floa
 class Rho1Paper(Rho1):
     """Train only on the tokens with the largest excess loss over a reference trained on pool documents."""
 
+    pools = ("reference_rows",)
+
     name = "rho1-paper"
     weighting = True
     Settings = Rho1PaperSettings

@@ -23,7 +23,7 @@ from trainattn.config import CKLConfig
 from trainattn.core.intervals import RunFacts, bootstrap
 from trainattn.errors import TrainattnError
 from trainattn.methods import canonical_method_name, make_method, uses_phi
-from trainattn.protocols.lama_ckl import ckl_identity, run_lama_ckl
+from trainattn.protocols.lama_ckl import ckl_identity, pool_fingerprints, run_lama_ckl
 from trainattn.protocols.store import (
     Run,
     config_identity,
@@ -112,7 +112,8 @@ def run_lama_ckl_grid(
         config = replace(base, method=method, seed=seed, phi_checkpoint=str(phi_run) if needs_phi else None,
                          **({} if lr is None else {"lr": lr}))
         out = run_dir_for(run_root, method, seed, lr)
-        run = Run(out, ckl_identity(config, phi_sha if needs_phi else None, data_sha))
+        run = Run(out, ckl_identity(config, phi_sha if needs_phi else None, data_sha,
+                                    pool_fingerprints(method, review_rows, reference_rows)))
         with run.lock():  # another process computing this run: wait, then read it back
             result = run.read_result()
             if result is not None:
@@ -271,6 +272,7 @@ def untrained_entry(results: list[dict]) -> dict | None:
 
 def import_results(results: list[dict], base: CKLConfig, to_learn_rows: list[dict],
                    not_to_forget_rows: list[dict], run_root: str | Path, phi_run: str | Path | None = None,
+                   review_rows: list[dict] | None = None, reference_rows: list[dict] | None = None,
                    ) -> list[Path]:
     """Turn finished results written before the run store into records the grid reads back.
 
@@ -303,7 +305,8 @@ def import_results(results: list[dict], base: CKLConfig, to_learn_rows: list[dic
         if needs_phi and result.get("phi_sha256") != phi_sha:
             raise TrainattnError(f"{where}: made with another φ ({str(result.get('phi_sha256'))[:12]}…, "
                                  f"{phi_run} is {str(phi_sha)[:12]}…)")
-        run = Run(run_dir_for(run_root, method, seed), ckl_identity(config, phi_sha if needs_phi else None, data_sha))
+        run = Run(run_dir_for(run_root, method, seed), ckl_identity(
+            config, phi_sha if needs_phi else None, data_sha, pool_fingerprints(method, review_rows, reference_rows)))
         run.write_result({k: v for k, v in result.items() if k != "_path"})
         written.append(run.folder / "result.json")
     return written

@@ -48,6 +48,7 @@ from trainattn.methods import (
     TrainBatch,
     canonical_method_name,
     make_method,
+    method_pools,
 )
 from trainattn.protocols.parallel import GradientSync, barrier, rank_world, shard_batch
 from trainattn.protocols.store import (
@@ -303,7 +304,7 @@ def run_lama_ckl(config: CKLConfig, model, tokenizer, to_learn_rows, not_to_forg
     optimizer = method.make_optimizer(theta, config, context) or torch.optim.AdamW(
         trainable_tensors(theta).values(), lr=config.lr, weight_decay=config.weight_decay)
 
-    run = ckl_run(config, method, to_learn_rows, not_to_forget_rows, out_dir)
+    run = ckl_run(config, method, to_learn_rows, not_to_forget_rows, out_dir, review_rows, reference_rows)
     finished = run.read_result()
     if finished is not None:  # the same run, already finished (here or on another machine): read back
         return finished
@@ -409,20 +410,31 @@ def _result(config, method, state, context, val_idx) -> dict:
 # ---------------------------------------------------------------- checkpoints
 
 
-def ckl_identity(config: CKLConfig, phi_sha256: str | None, data_sha256: str) -> dict:
+def ckl_identity(config: CKLConfig, phi_sha256: str | None, data_sha256: str, pools: dict | None = None) -> dict:
     """One LAMA-CKL run's identity: its config (method included), φ's fingerprint, the data's.
 
-    ``data_sha256`` is ``data_fingerprint(to_learn_rows, not_to_forget_rows)``. The grid
-    builds the same identity before loading anything, so it reads a finished run back.
+    ``data_sha256`` is ``data_fingerprint(to_learn_rows, not_to_forget_rows)``; ``pools`` the
+    fingerprints of the row pools the method reads (:func:`pool_fingerprints`), absent for
+    methods that read none. The grid builds the same identity before loading anything, so it
+    reads a finished run back.
     """
     return run_identity(config, method=canonical_method_name(config.method), phi_sha256=phi_sha256,
-                        data=data_sha256)
+                        data=data_sha256, pools=pools or None)
 
 
-def ckl_run(config: CKLConfig, method: CompositeMethod, to_learn_rows, not_to_forget_rows, out_dir) -> Run:
-    """The run store's view of one LAMA-CKL run: config, method, φ and the data's uuids."""
+def pool_fingerprints(method: str, review_rows=None, reference_rows=None) -> dict | None:
+    """``{pool: data_fingerprint(rows)}`` for the pools ``method`` reads (Mix-review's replay rows,
+    RHO-1-paper's reference documents); ``None`` when it reads none."""
+    rows = {"review_rows": review_rows, "reference_rows": reference_rows}
+    return {pool: data_fingerprint(rows[pool] or []) for pool in method_pools(method)} or None
+
+
+def ckl_run(config: CKLConfig, method: CompositeMethod, to_learn_rows, not_to_forget_rows, out_dir,
+            review_rows=None, reference_rows=None) -> Run:
+    """The run store's view of one LAMA-CKL run: config, method, φ, the data's uuids and the pools'."""
     identity = ckl_identity(config, phi_fingerprint(method_phi(method)),
-                            data_fingerprint(to_learn_rows, not_to_forget_rows))
+                            data_fingerprint(to_learn_rows, not_to_forget_rows),
+                            pool_fingerprints(config.method, review_rows, reference_rows))
     return Run(out_dir, identity)
 
 
