@@ -1,8 +1,8 @@
 """TemporalWiki: probe sets (CHANGED / UNCHANGED facts per monthly period).
 
 Probes are ``{"subject", "relation", "object"}`` rows; the paper asks them with the schematic
-text of :func:`twiki_probe_text`. (The diff-set training documents live in a separate section
-of this module, added later.)
+text of :func:`twiki_probe_text`. The diff-set training documents, and the proxy documents built
+from these probes when the diff-sets are unavailable, live in :mod:`trainattn.data.twiki_diffsets`.
 """
 
 from __future__ import annotations
