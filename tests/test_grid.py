@@ -219,6 +219,8 @@ def test_learning_rate_chosen_on_validation_then_used_for_every_seed(tokenizer, 
     assert made[1][2] == run_dir_for(tmp_path, "finetune", 0, 0.2) == tmp_path / "seed-0" / "finetune" / "lr-0.2"
     assert [r["seed"] for r in results] == [0, 1] and all(r["lr_choice"]["chosen"] == 0.2 for r in results)
     summary = grid.summarise(results)
+    choice = lama_ckl_summary(results)["finetune"]["lr_choice"]
+    assert [c["lr"] for c in choice["candidates"]] == [0.1, 0.2, 0.3] and choice["candidates"][2]["val_acc"] == 0.0
     s = summary["finetune"]
     assert s["lr"] == 0.2 and s["epochs"] == 1.0 and s["val_top_acc_mean"] == 1.0
     assert s["top_acc_ci95"][0] <= 0.5 <= s["top_acc_ci95"][1] and s["val_top_acc_ci95"] == [1.0, 1.0]

@@ -318,7 +318,12 @@ def lama_ckl_summary(results: list[dict]) -> dict[str, dict]:
     NaN becomes ``None`` when written with :func:`~trainattn.files.write_json_atomic`.
     """
     summary = summarise(results)
-    return {m: {k: s.get(k) for k in SUMMARY_KEYS} | {"labels": s["labels"]} for m, s in summary.items()}
+    out = {}
+    for method, s in summary.items():
+        out[method] = {k: s.get(k) for k in SUMMARY_KEYS} | {"labels": s["labels"]}
+        if "lr_choice" in s:  # how the learning rate was chosen: every candidate's validation score
+            out[method]["lr_choice"] = s["lr_choice"]
+    return out
 
 
 def disjoint_review_rows(to_learn_rows, not_to_forget_rows, data_dir=None) -> list[dict]:
