@@ -23,7 +23,12 @@ from trainattn.config import CKLConfig
 from trainattn.core.intervals import RunFacts, bootstrap
 from trainattn.errors import TrainattnError
 from trainattn.methods import canonical_method_name, make_method, uses_phi
-from trainattn.protocols.lama_ckl import ckl_identity, pool_fingerprints, run_lama_ckl
+from trainattn.protocols.lama_ckl import (
+    ckl_identity,
+    pool_fingerprints,
+    run_lama_ckl,
+    validation_key,
+)
 from trainattn.protocols.store import (
     Run,
     config_identity,
@@ -50,8 +55,7 @@ def validation_score(result: dict) -> tuple[float, float]:
     chosen = result["metrics"].get("val_chosen")
     if not chosen:
         return (-np.inf, -np.inf)
-    nll = result["curves"]["val"]["nll"][chosen["epoch"]]
-    return (chosen["val_acc"], -np.inf if nll is None else -nll)
+    return validation_key(result["curves"], chosen["epoch"])
 
 
 def choose_lr(results_by_lr: dict[float, dict]) -> float:
