@@ -13,6 +13,7 @@ from trainattn.protocols.lama_ckl import (
     ckl_metrics,
     epoch_order,
     run_lama_ckl,
+    run_metrics,
     val_chosen_metrics,
     validation_indices,
 )
@@ -77,14 +78,28 @@ def test_validation_chosen_epoch_uses_the_validation_curve():
     curves = {
         "to_learn": {"acc": [0.0, 0.2, 0.6, 0.4]},
         "not_to_forget": {"acc": [1.0, 0.9, 0.5, 0.7]},
-        "val": {"acc": [0.0, 0.5, 0.3, 0.5]},  # first maximum at epoch 1
+        "val": {"acc": [0.0, 0.5, 0.3, 0.5], "nll": [9.0, 7.0, 6.0, 7.0]},  # first best at epoch 1
         "to_learn_rest": {"acc": [0.0, 0.1, 0.7, 0.3]},
     }
     m = val_chosen_metrics(curves)
     assert m["epoch"] == 1 and m["to_learn_acc"] == 0.2 and m["nf_acc"] == 0.9
     assert m["to_learn_rest_acc"] == 0.1 and m["total_knowledge"] == pytest.approx(1.1)
     assert ckl_metrics(curves["to_learn"]["acc"], curves["not_to_forget"]["acc"])["epoch"] == 2
-    assert val_chosen_metrics({**curves, "val": {"acc": [None] * 4}}) is None
+    assert val_chosen_metrics({**curves, "val": {"acc": [None] * 4, "nll": [None] * 4}}) is None
+
+
+def test_validation_chosen_epoch_breaks_accuracy_ties_by_nll_like_early_stopping():
+    # Accuracy ties at epochs 1 and 3; the NLL is lower at 3, so early stopping counts from 3
+    # and the reported epoch must be 3 as well (the old rule took the first accuracy maximum).
+    curves = {
+        "to_learn": {"acc": [0.0, 0.2, 0.6, 0.4, 0.4]},
+        "not_to_forget": {"acc": [1.0, 0.9, 0.5, 0.7, 0.6]},
+        "val": {"acc": [0.0, 0.5, 0.3, 0.5, 0.4], "nll": [9.0, 7.0, 6.0, 6.5, 6.4]},
+        "to_learn_rest": {"acc": [0.0, 0.1, 0.7, 0.3, 0.2]},
+    }
+    assert val_chosen_metrics(curves)["epoch"] == 3
+    assert ckl.epochs_without_improvement(curves) == 1
+    assert run_metrics(curves)["val_chosen"] == val_chosen_metrics(curves)
 
 
 def test_seeded_orders():
@@ -119,8 +134,7 @@ def test_run_writes_a_complete_result(tokenizer, tmp_path, monkeypatch):
     assert saved["sizes"] == {"to_learn": 4, "not_to_forget": 2, "val": 2, "updates": 4}
     curves = saved["curves"]
     assert saved["metrics"]["test_chosen"] == ckl_metrics(curves["to_learn"]["acc"], curves["not_to_forget"]["acc"])
-    val = curves["val"]["acc"]
-    assert saved["metrics"]["val_chosen"]["epoch"] == val.index(max(val))
+    assert saved["metrics"] == run_metrics(curves)
 
 
 def test_mixreview_batches_have_the_stated_ratio(tokenizer, monkeypatch):

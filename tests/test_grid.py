@@ -195,6 +195,21 @@ def test_old_results_become_records_the_grid_reads_back(tokenizer, tmp_path):
         import_results([old], base, TO_LEARN[:1], NOT_TO_FORGET, tmp_path / "y")
 
 
+def test_a_read_back_run_gets_its_metrics_from_its_curves(tokenizer, tmp_path):
+    import json
+
+    from trainattn.protocols.lama_ckl import run_metrics
+
+    made = grid_run(tokenizer, tmp_path, methods=("finetune",), seeds=(0,))[0]
+    path = run_dir_for(tmp_path, "finetune", 0) / "result.json"
+    record = json.loads(path.read_text())
+    record["metrics"]["val_chosen"] = {"epoch": 99, "stale": True}  # written by an older rule
+    path.write_text(json.dumps(record))
+    calls = []
+    again = grid_run(tokenizer, tmp_path, methods=("finetune",), seeds=(0,), calls=calls)[0]
+    assert calls == [] and again["metrics"] == run_metrics(made["curves"]) == made["metrics"]
+
+
 def test_learning_rate_chosen_on_validation_then_used_for_every_seed(tokenizer, tmp_path, monkeypatch):
     def fake_result(lr, seed, val_acc, val_nll):
         per_fact = {"to_learn": [[0] * 4, [1, 0, 1, 0]], "not_to_forget": [[1, 1], [1, 0]]}

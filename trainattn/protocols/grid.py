@@ -27,6 +27,7 @@ from trainattn.protocols.lama_ckl import (
     ckl_identity,
     pool_fingerprints,
     run_lama_ckl,
+    run_metrics,
     validation_key,
 )
 from trainattn.protocols.store import (
@@ -121,6 +122,8 @@ def run_lama_ckl_grid(
         with run.lock():  # another process computing this run: wait, then read it back
             result = run.read_result()
             if result is not None:
+                if "curves" in result:  # the current rule's metrics, not the writer's
+                    result["metrics"] = run_metrics(result["curves"])
                 state = "read back"
             else:
                 model, tokenizer = load_model()

@@ -83,16 +83,39 @@ def ckl_metrics(to_learn_curve, not_to_forget_curve) -> dict:
 
 
 def val_chosen_metrics(curves: dict) -> dict | None:
-    """Metrics at the epoch where the validation slice's accuracy is first maximal."""
-    val = _as_array(curves["val"]["acc"])
-    if not len(val) or np.isnan(val).all():
+    """Metrics at the validation-chosen epoch: the first epoch with the best :func:`validation_key`.
+
+    The same rule as early stopping and the learning-rate choice (accuracy, then object NLL),
+    so the epoch reported is the one those decisions were made on.
+    """
+    epoch = best_validation_epoch(curves)
+    if epoch is None:
         return None
-    epoch = int(np.nanargmax(val))
+    val = curves["val"]["acc"][epoch]
     learn, nf = _at(curves["to_learn"]["acc"], epoch), _at(curves["not_to_forget"]["acc"], epoch)
     rest = _at(curves["to_learn_rest"]["acc"], epoch)
-    return {"epoch": epoch, "val_acc": float(val[epoch]), "to_learn_acc": learn,
+    return {"epoch": epoch, "val_acc": float(val), "to_learn_acc": learn,
             "to_learn_rest_acc": rest, "nf_acc": nf,
             "total_knowledge": None if learn is None or nf is None else learn + nf}
+
+
+def run_metrics(curves: dict) -> dict:
+    """Both readings of a run from its curves: ``{"test_chosen": …, "val_chosen": …}``.
+
+    Read-back runs get their metrics recomputed with this, so a record written by an older
+    rule reads the same as a fresh one (the curves are the record; the metrics follow).
+    """
+    return {"test_chosen": ckl_metrics(curves["to_learn"]["acc"], curves["not_to_forget"]["acc"]),
+            "val_chosen": val_chosen_metrics(curves)}
+
+
+def best_validation_epoch(curves: dict) -> int | None:
+    """The first epoch with the highest :func:`validation_key`; ``None`` without a validation accuracy."""
+    acc = curves["val"]["acc"]
+    if not any(a is not None and not math.isnan(a) for a in acc):
+        return None
+    keys = [validation_key(curves, e) for e in range(len(acc))]
+    return max(range(len(acc)), key=lambda e: (keys[e], -e))
 
 
 def validation_key(curves: dict, epoch: int) -> tuple[float, float]:
@@ -107,12 +130,8 @@ def validation_key(curves: dict, epoch: int) -> tuple[float, float]:
 
 def epochs_without_improvement(curves: dict) -> int:
     """Epochs since the best validation score (:func:`validation_key`); 0 if the last epoch is the best."""
-    n = len(curves["val"]["acc"])
-    if n == 0:
-        return 0
-    keys = [validation_key(curves, e) for e in range(n)]
-    best = max(range(n), key=lambda e: (keys[e], -e))  # the first best epoch
-    return n - 1 - best
+    best = best_validation_epoch(curves)
+    return 0 if best is None else len(curves["val"]["acc"]) - 1 - best
 
 
 def should_stop(curves: dict, patience: int | None) -> bool:
@@ -401,8 +420,7 @@ def _result(config, method, state, context, val_idx) -> dict:
         "epochs_trained": state["epoch"],
         "stopped_early": state["epoch"] < config.epochs,
         "curves": curves,
-        "metrics": {"test_chosen": ckl_metrics(curves["to_learn"]["acc"], curves["not_to_forget"]["acc"]),
-                    "val_chosen": val_chosen_metrics(curves)},
+        "metrics": run_metrics(curves),
         "timings": state["timings"],
     }
 
