@@ -260,6 +260,38 @@ def test_cli_builds_the_book_despite_a_mismatch_unless_strict(tmp_path, monkeypa
     assert main(["book", "--profile", "ci", "--strict"]) == 1 and built == [1, 1]
 
 
+def test_recompute_sends_the_runs_to_a_fresh_folder_and_keeps_phi(tmp_path, monkeypatch):
+    from trainattn.book.runner import recompute_parameters
+    from trainattn.cli import main
+
+    params = {"run_dir": "results/cpu/runs/lama_ckl", "phi_run": "results/cpu/runs/03_meta_training/best",
+              "epochs": 16}
+    moved = recompute_parameters(params, "cpu", "04_lama_ckl")
+    assert moved == {**params, "run_dir": "runs/cpu/recompute/04_lama_ckl"}
+    assert recompute_parameters({"epochs": 1}, "cpu", "01_concept") == {"epochs": 1}
+
+    root = _fake_project(tmp_path)
+    (root / "notebooks" / "profiles" / "ci.yml").write_text("01_toy: {run_dir: results/ci/runs/toy}\n")
+    nb = json.loads((root / "notebooks" / "01_toy.ipynb").read_text())
+    nb["cells"][0]["source"] += "run_dir = 'x'\n"
+    (root / "notebooks" / "01_toy.ipynb").write_text(json.dumps(nb))
+    seen = []
+    _fake_papermill(monkeypatch, 0.5)
+    import papermill
+
+    execute = papermill.execute_notebook
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda i, o, parameters, **k: seen.append(parameters["run_dir"]) or execute(
+                            i, o, parameters, **k))
+    run_book("ci", root=root, update=True)
+    run_book("ci", root=root, recompute=["01_toy"])
+    run_book("ci", root=root, recompute=["02_other"])
+    monkeypatch.chdir(root)
+    main(["book", "--profile", "ci", "--recompute", "--no-build"])
+    assert seen == ["results/ci/runs/toy", "runs/ci/recompute/01_toy", "results/ci/runs/toy",
+                    "runs/ci/recompute/01_toy"]
+
+
 def test_committed_tolerances_and_references_are_valid():
     for profile in PROFILES:
         folder = ROOT / "results" / profile
@@ -296,6 +328,9 @@ def test_cli_book_subcommand_parses():
                                       "--update", "--no-build"])
     assert (args.profile, args.notebooks, args.update, args.no_build) == (
         "cpu", ["01_concept"], True, True)
+    assert args.recompute is None
+    assert build_parser().parse_args(["book", "--recompute"]).recompute == []
+    assert build_parser().parse_args(["book", "--recompute", "04_lama_ckl"]).recompute == ["04_lama_ckl"]
 
 
 # ------------------------------------------------------------ executing (slow)

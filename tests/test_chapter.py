@@ -62,3 +62,33 @@ def test_chapter_04_cpu_runs_are_the_cli_grids_runs():
     chapter_config = Chapter(params).ckl_config(n_to_learn=100, n_not_to_forget=100, method="rho1-paper", lr=3e-3)
     cli_config = load_config(CKLConfig, "configs/lama_ckl_cpu.yml", ["method=rho1-paper", "lr=0.003"])
     assert config_identity(chapter_config) == config_identity(cli_config)
+
+
+def test_chapter_03_cpu_phi_is_the_cli_meta_training_run():
+    """`trainattn meta-train --config configs/meta_smollm2_cpu.yml --split-seed S` meta-trains φ as chapter 03 does
+    at the cpu profile (same settings; the pool is split the same way), so every split's φ follows one rule."""
+    import nbformat
+
+    from trainattn.book.runner import load_profile, notebook_parameters
+    from trainattn.config import MetaConfig, load_config
+    from trainattn.protocols.meta_training import _BOOKKEEPING, meta_pool_split
+    from trainattn.protocols.store import config_identity
+
+    source = nbformat.read("notebooks/03_meta_training.ipynb", 4).cells[1].source
+    params: dict = {}
+    exec(source, {}, params)
+    params.update(notebook_parameters(load_profile("cpu"), "03_meta_training"))
+    chapter = Chapter(params)
+    rank = params["lora_rank"]
+    chapter_config = chapter.meta_config(theta=chapter.theta_config(lora_alpha=2 * rank),
+                                         phi=chapter.phi_config(lora_alpha=2 * rank))
+    cli_config = load_config(MetaConfig, "configs/meta_smollm2_cpu.yml", [])
+    def counted(config):
+        return {k: v for k, v in config_identity(config).items() if k not in _BOOKKEEPING}
+
+    assert counted(chapter_config) == counted(cli_config)
+    pool = list(range(900))
+    val, train, rest = meta_pool_split(pool, cli_config.val_size, cli_config.meta_steps * cli_config.meta_batch)
+    assert (val, train, rest) == (pool[:16], pool[16:432], pool[432:])
+    with pytest.raises(ValueError, match="fewer than 16 validation"):
+        meta_pool_split(pool[:20], 16, 416)

@@ -135,6 +135,7 @@ def test_run_writes_a_complete_result(tokenizer, tmp_path, monkeypatch):
     curves = saved["curves"]
     assert saved["metrics"]["test_chosen"] == ckl_metrics(curves["to_learn"]["acc"], curves["not_to_forget"]["acc"])
     assert saved["metrics"] == run_metrics(curves)
+    assert saved["provenance"]["date"].endswith("+00:00") and "hardware" in saved["provenance"]
 
 
 def test_mixreview_batches_have_the_stated_ratio(tokenizer, monkeypatch):

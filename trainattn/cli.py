@@ -66,7 +66,7 @@ def _meta_train(args):
     from trainattn.core.meta import MetaLearner, examples_from_rows
     from trainattn.data import load_tailored, tailor_lama_ckl
     from trainattn.lm import build_phi, load_lm
-    from trainattn.protocols.meta_training import meta_train
+    from trainattn.protocols.meta_training import meta_pool_split, meta_train
 
     config = load_config(MetaConfig, args.config, args.set)
     torch_seed(config.seed)
@@ -78,9 +78,8 @@ def _meta_train(args):
                                  args.not_to_forget, seed=args.split_seed, data_dir=args.data_dir)
     print(splits.summary())
     pool = examples_from_rows(splits.meta_pool, config.probe_form)
-    val, train = pool[: config.val_size], pool[config.val_size :]
-    if args.examples:
-        train = train[: args.examples]
+    # as chapter 03: validation first, then one pass of meta_steps × meta_batch (or --examples)
+    val, train, _ = meta_pool_split(pool, config.val_size, args.examples or config.meta_steps * config.meta_batch)
     print(f"meta-training on {len(train)} examples, validating on {len(val)} held-out ones; "
           f"{config.meta_steps} meta-steps of {config.meta_batch} = "
           f"{config.meta_steps * config.meta_batch} example passes")
@@ -244,8 +243,9 @@ def _book(args):
     from trainattn.book.runner import BookCheckError, build_book, run_book
 
     try:
+        recompute = True if args.recompute == [] else (args.recompute or False)
         report = run_book(args.profile, args.notebooks or None, update=args.update,
-                          timeout=args.timeout or None)
+                          timeout=args.timeout or None, recompute=recompute)
     except BookCheckError as err:  # the book is still built: its pages mark what differs
         report = err.report
     print(report.table())
@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when a result leaves its tolerance band (CI); otherwise the book is built "
                         "and its pages mark the results that differ")
     p.add_argument("--timeout", type=int, default=0, help="seconds per cell (0: no limit)")
+    p.add_argument("--recompute", nargs="*", default=None, metavar="STEM",
+                   help="compute these notebooks' runs (all that run, without STEM) in runs/<profile>/recompute/ "
+                        "instead of reading the committed run records back")
     p.set_defaults(func=_book)
     return parser
 

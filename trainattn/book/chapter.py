@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from trainattn.config import CKLConfig, MetaConfig, PhiConfig, ThetaConfig
-from trainattn.files import write_json_atomic
+from trainattn.files import read_json, write_json_atomic
+from trainattn.report.provenance import provenance_note, runs_provenance
 
 LITERALS = (str, int, float, bool, type(None), list, tuple, dict)
 # parameter names that mean something else in a notebook than the config field of that name
@@ -126,6 +127,20 @@ class Chapter:
         if run_dir:
             return Path(run_dir)
         return self.results_path.parent / f"{name or self.results_path.stem}_work"
+
+    def runs_provenance(self, run_dir: str | Path | None = None) -> dict:
+        """Where and when the run records under ``run_dir`` (default :meth:`work_dir`) were computed.
+
+        Every ``result.json`` below the folder counts (learning-rate candidates included):
+        :func:`~trainattn.report.provenance.runs_provenance`.
+        """
+        folder = Path(run_dir) if run_dir is not None else self.work_dir()
+        records = [read_json(p) for p in sorted(folder.rglob("result.json"))] if folder.is_dir() else []
+        return runs_provenance(r for r in records if isinstance(r, dict))
+
+    def provenance_note(self, run_dir: str | Path | None = None) -> str:
+        """The Markdown line shown under a chapter's tables: hardware, dates, commits, how to recompute."""
+        return provenance_note(self.runs_provenance(run_dir), self.results_path.stem, self["profile"])
 
     def figure_path(self, suffix: str) -> Path:
         """``<results path>.<suffix>.png``: a figure committed beside the results."""

@@ -46,6 +46,7 @@ NOTEBOOKS_DIR = Path("notebooks")
 DEFAULT_BUILD_DIR = Path("book") / "executed"  # Jupyter Book always skips `_build/`
 DEFAULT_RESULTS_DIR = Path("results")
 RUNNER_PARAMETERS = ("profile", "results_path")
+RECOMPUTE_DIR = Path("runs")  # <root>/runs/<profile>/recompute/<stem>: git-ignored
 
 
 class BookCheckError(TrainattnError):
@@ -138,6 +139,20 @@ def notebook_parameters(profile_data: dict, stem: str) -> dict[str, Any]:
     return {**profile_data.get("common", {}), **profile_data.get(stem, {})}
 
 
+def recompute_parameters(params: dict[str, Any], profile: str, stem: str) -> dict[str, Any]:
+    """``params`` with the notebook's ``run_dir`` moved to ``runs/<profile>/recompute/<stem>``.
+
+    A profile points ``run_dir`` at committed run records (``results/cpu/runs/…``), which the run
+    store reads back. Recomputing sends the runs to a fresh, git-ignored folder instead: nothing
+    is read back from the records, and an interrupted recompute resumes there (delete the folder
+    to start over). φ read from another chapter's record (``phi_run``) is kept: recompute
+    chapter 03 for a new φ. A notebook without ``run_dir`` computes everything anyway.
+    """
+    if "run_dir" not in params:
+        return dict(params)
+    return {**params, "run_dir": (RECOMPUTE_DIR / profile / "recompute" / stem).as_posix()}
+
+
 def check_profile(profile: str, root: str | Path = ".") -> list[str]:
     """Problems of a profile: unknown sections, parameters a notebook does not declare."""
     data = load_profile(profile, root)
@@ -203,13 +218,16 @@ def run_book(
     root: str | Path = ".",
     timeout: int | None = None,
     log_output: bool = False,
+    recompute: list[str] | bool = False,
 ) -> BookReport:
     """Execute the notebooks under ``profile`` and check (or, with ``update``, rewrite) their results.
 
     Every notebook runs even if an earlier one fails; at the end a
     :class:`BookCheckError` (its message is the report's table) is raised if
     any notebook failed, wrote no results, has no reference, or left a band.
-    Relative paths are taken from ``root`` (the repository root).
+    Relative paths are taken from ``root`` (the repository root). ``recompute`` (``True`` for
+    every notebook run, or a list of stems) computes those notebooks' runs afresh instead of
+    reading committed records back (:func:`recompute_parameters`).
     """
     import papermill as pm
 
@@ -230,6 +248,8 @@ def run_book(
         # relative to the repository root (papermill runs there): no build machine's path in the book
         params = {**notebook_parameters(data, stem), "results_path": os.path.relpath(got_path, root),
                   "profile": profile}
+        if recompute is True or (recompute and stem in recompute):
+            params = recompute_parameters(params, profile, stem)
         run = NotebookRun(stem, "failed", executed=executed, results=got_path)
         report.runs.append(run)
         undeclared = sorted(set(params) - set(parameters_cell(path)))

@@ -56,6 +56,7 @@ from trainattn.protocols.store import (
     data_fingerprint,
     method_phi,
     phi_fingerprint,
+    provenance,
     run_identity,
     versions,
 )
@@ -422,6 +423,7 @@ def _result(config, method, state, context, val_idx) -> dict:
         "curves": curves,
         "metrics": run_metrics(curves),
         "timings": state["timings"],
+        "provenance": provenance(),  # when it finished, at which commit (versions: on which hardware)
     }
 
 

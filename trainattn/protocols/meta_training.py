@@ -45,6 +45,21 @@ from trainattn.protocols.store import (
 _BOOKKEEPING = ("checkpoint_every",)
 
 
+def meta_pool_split(pool: list, val_size: int, n_train: int) -> tuple[list, list, list]:
+    """``(val, train, unseen)``: the pool's first ``val_size`` examples validate φ, the next ``n_train``
+    are meta-trained on (one pass: ``meta_steps × meta_batch``), the rest stay unseen.
+
+    Chapter 03 and ``trainattn meta-train`` both split this way, so the same settings give the same
+    run identity (the pool counts in it, and :func:`batch_indices` permutes the whole pool).
+    """
+    if val_size < 0 or n_train < 1:
+        raise ValueError(f"val_size must be ≥ 0 and n_train ≥ 1, got {val_size} and {n_train}")
+    if len(pool) < val_size + n_train:
+        raise ValueError(f"the meta pool has {len(pool)} examples, fewer than {val_size} validation + "
+                         f"{n_train} training ones")
+    return pool[:val_size], pool[val_size : val_size + n_train], pool[val_size + n_train :]
+
+
 def batch_indices(pool_size: int, meta_batch: int, step: int, seed: int) -> list[int]:
     """Pool indices of meta-step ``step`` (0-based): consecutive slices of seeded permutations."""
     if pool_size < 1:
@@ -223,7 +238,8 @@ def meta_train(
                 save_best(best_run, learner, state)
         if (step + 1) % config.checkpoint_every == 0 or last or step + 1 == total:
             save_checkpoint(run, learner, state)
-    result = {**state, "seed": config.seed, "versions": versions(), "finished": state["step"] >= config.meta_steps}
+    result = {**state, "seed": config.seed, "versions": versions(), "finished": state["step"] >= config.meta_steps,
+              "provenance": provenance()}  # when and at which commit it was written
     return run.write_result(result)
 
 

@@ -54,7 +54,7 @@ from trainattn.protocols.lama_ckl import (
     save_training_state,
     train_step,
 )
-from trainattn.protocols.store import Run, run_identity, run_lock, versions
+from trainattn.protocols.store import Run, provenance, run_identity, run_lock, versions
 
 SOURCES = ("diffset", "proxy")
 PROXY_LINE = "(proxy documents — not comparable with the paper's Table 2)"
@@ -295,7 +295,8 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
         "source_note": PROXY_LINE if source == "proxy" else "filtered TemporalWiki diff-sets (Appendix C.1)",
         "metric": "nll = mean object-token NLL over probes (the paper's 'ppl'); perplexity = exp(nll)",
         "method": method.name, "labels": dict(method.labels), "config": to_dict(config),
-        "seed": config.seed, "versions": versions(), "periods": list(periods), "max_probes": max_probes,
+        "seed": config.seed, "versions": versions(), "provenance": provenance(),
+        "periods": list(periods), "max_probes": max_probes,
         "phi_sha256": run.identity.get("phi_sha256"),
         "sizes": {p: {"documents": len(docs[p]), "updates": updates[p],
                       **{k: len(probes[p][k]) for k in TWIKI_PROBE_KINDS}} for p in periods},
