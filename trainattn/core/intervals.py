@@ -12,6 +12,9 @@ the drawn seeds. The interval is the 2.5 and 97.5 percentiles of the draws. For 
 validation-chosen reading the epoch of each run is fixed (chosen on the validation facts) and
 only the other facts are resampled.
 
+Across tailored splits (each with its own facts and φ), :func:`bootstrap_splits` adds a level
+above: the splits are resampled too, so the interval counts split-to-split variance.
+
 Two numbers are ``level`` unless their intervals are disjoint (:func:`compare`).
 """
 
@@ -77,35 +80,86 @@ def run_metrics(run: RunFacts, learn_idx: np.ndarray, nf_idx: np.ndarray) -> tup
     return float(learn[epoch]), float(nf[epoch]), float(learn[epoch] + nf[epoch])
 
 
-def bootstrap(runs: list[RunFacts], n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict:
-    """Point values and 95 % intervals of Top Acc, NF Acc and Total Knowledge over ``runs`` (seeds).
-
-    Returns ``{"top_acc": v, "top_acc_ci95": [lo, hi], "nf_acc": …, "total_knowledge": …, …}``
-    where ``v`` is the mean over runs on the full fact sets. All runs must have the same facts.
-    """
+def _split_columns(runs: list[RunFacts], where: str = "") -> tuple[np.ndarray, int]:
+    """The TO-LEARN columns that count (``[n_counted]`` indices) and the number of NOT-TO-FORGET
+    facts of one split's runs; ``ValueError`` (prefixed by ``where``) unless the runs share them."""
     if not runs:
-        raise ValueError("bootstrap needs at least one run")
+        raise ValueError(f"{where}bootstrap needs at least one run")
     n_learn, n_nf = runs[0].to_learn.shape[1], runs[0].not_to_forget.shape[1]
     if any(r.to_learn.shape[1] != n_learn or r.not_to_forget.shape[1] != n_nf for r in runs):
-        raise ValueError("the runs were scored on different numbers of facts")
+        shapes = ", ".join(f"{r.to_learn.shape[1]} + {r.not_to_forget.shape[1]}" for r in runs)
+        raise ValueError(f"{where}the runs were scored on different numbers of facts "
+                         f"(TO-LEARN + NOT-TO-FORGET per run: {shapes})")
     learn_cols = [np.arange(n_learn) if r.facts is None else r.facts for r in runs]
     if any(not np.array_equal(c, learn_cols[0]) for c in learn_cols):
-        raise ValueError("the runs count different TO-LEARN facts (different validation slices)")
-    cols, all_nf = learn_cols[0], np.arange(n_nf)
-    point = np.mean([run_metrics(r, cols, all_nf) for r in runs], axis=0)
-    rng = np.random.default_rng(seed)
-    draws = np.empty((n_boot, 3))
-    for b in range(n_boot):
-        picked = rng.integers(0, len(runs), len(runs))
-        learn_idx = cols[rng.integers(0, len(cols), len(cols))]
-        nf_idx = rng.integers(0, n_nf, n_nf)
-        draws[b] = np.mean([run_metrics(runs[i], learn_idx, nf_idx) for i in picked], axis=0)
+        raise ValueError(f"{where}the runs count different TO-LEARN facts (different validation slices)")
+    return learn_cols[0], n_nf
+
+
+def _split_point(runs: list[RunFacts], cols: np.ndarray, n_nf: int) -> np.ndarray:
+    """``[3]``: (Top Acc, NF Acc, Total Knowledge) averaged over the runs, on the full fact sets."""
+    return np.mean([run_metrics(r, cols, np.arange(n_nf)) for r in runs], axis=0)
+
+
+def _split_draw(runs: list[RunFacts], cols: np.ndarray, n_nf: int, rng: np.random.Generator) -> np.ndarray:
+    """``[3]``: one bootstrap draw of a split: its seeds, its counted TO-LEARN facts and its
+    NOT-TO-FORGET facts resampled with replacement (one fact draw shared by every drawn seed)."""
+    picked = rng.integers(0, len(runs), len(runs))
+    learn_idx = cols[rng.integers(0, len(cols), len(cols))]
+    nf_idx = rng.integers(0, n_nf, n_nf)
+    return np.mean([run_metrics(runs[i], learn_idx, nf_idx) for i in picked], axis=0)
+
+
+def _summary(point: np.ndarray, draws: np.ndarray) -> dict:
+    """``point`` ``[3]`` and ``draws`` ``[n_boot, 3]`` → the keys :func:`bootstrap` returns."""
     low, high = np.percentile(draws, [2.5, 97.5], axis=0)
     out = {}
     for i, key in enumerate(("top_acc", "nf_acc", "total_knowledge")):
         out[key] = float(point[i])
         out[f"{key}_ci95"] = [float(low[i]), float(high[i])]
     return out
+
+
+def bootstrap(runs: list[RunFacts], n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict:
+    """Point values and 95 % intervals of Top Acc, NF Acc and Total Knowledge over ``runs`` (seeds).
+
+    Returns ``{"top_acc": v, "top_acc_ci95": [lo, hi], "nf_acc": …, "total_knowledge": …, …}``
+    where ``v`` is the mean over runs on the full fact sets. All runs must have the same facts.
+    """
+    cols, n_nf = _split_columns(runs)
+    point = _split_point(runs, cols, n_nf)
+    rng = np.random.default_rng(seed)
+    draws = np.empty((n_boot, 3))
+    for b in range(n_boot):
+        draws[b] = _split_draw(runs, cols, n_nf, rng)
+    return _summary(point, draws)
+
+
+def bootstrap_splits(groups: list[list[RunFacts]], n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict:
+    """:func:`bootstrap` pooled over tailored splits, counting split-to-split variance.
+
+    ``groups[i]`` holds one split's runs (its seeds) of one method; the runs of a split share
+    its facts (checked as :func:`bootstrap` checks them), while splits may differ in their
+    numbers of facts and of seeds. A draw is hierarchical: the splits are resampled with
+    replacement; each drawn split (each time it is drawn) has its seeds and its facts resampled
+    as in :func:`bootstrap`; the draw's metric is the mean over the drawn splits of the mean over
+    each one's drawn seeds. The point value is the mean over splits of each split's mean on its
+    full fact sets. Returns :func:`bootstrap`'s keys and ``"splits"`` (their number).
+
+    With a single split nothing is drawn for the splits, so the result (point and intervals)
+    is exactly ``bootstrap(groups[0], n_boot, seed)`` plus ``"splits": 1``.
+    """
+    if not groups:
+        raise ValueError("bootstrap_splits needs at least one split")
+    facts = [_split_columns(runs, f"split {i}: ") for i, runs in enumerate(groups)]  # [(cols, n_nf)]
+    point = np.mean([_split_point(runs, *f) for runs, f in zip(groups, facts, strict=True)], axis=0)
+    rng = np.random.default_rng(seed)
+    n = len(groups)
+    draws = np.empty((n_boot, 3))
+    for b in range(n_boot):
+        picked = rng.integers(0, n, n) if n > 1 else [0]  # one split: bootstrap's draws exactly
+        draws[b] = np.mean([_split_draw(groups[i], *facts[i], rng) for i in picked], axis=0)
+    return _summary(point, draws) | {"splits": n}
 
 
 def compare(a: list[float] | None, b: list[float] | None) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from trainattn.config import CKLConfig
-from trainattn.core.intervals import RunFacts, bootstrap
+from trainattn.core.intervals import RunFacts, bootstrap, bootstrap_splits
 from trainattn.errors import TrainattnError
 from trainattn.methods import canonical_method_name, make_method, uses_phi
 from trainattn.protocols.lama_ckl import (
@@ -248,12 +248,9 @@ def _intervals(runs: list[dict]) -> dict:
     return out
 
 
-def untrained_entry(results: list[dict]) -> dict | None:
-    """θ before any training (epoch 0 of the first run that adds LoRA, which starts as θ exactly).
-
-    K-Adapter runs are skipped: a fresh adapter already changes θ's output. ``None`` if no run
-    has per-fact scores.
-    """
+def _untrained_source(results: list[dict]) -> tuple[dict, RunFacts, RunFacts | None] | None:
+    """The run whose epoch 0 stands for θ before training, with its per-fact scores fixed at epoch 0:
+    ``(result, test-reading facts, validation-reading facts or None)``; ``None`` if there is none."""
     for r in results:
         if "kadapter" in r["method"]:
             continue
@@ -261,20 +258,135 @@ def untrained_entry(results: list[dict]) -> dict | None:
         if facts is None:
             continue
         rest = RunFacts.from_result(r, "val")
-        learn, nf = r["curves"]["to_learn"]["acc"][0], r["curves"]["not_to_forget"]["acc"][0]
-        b = bootstrap([RunFacts(facts.to_learn, facts.not_to_forget, chosen_epoch=0)])
-        entry = {"top_acc_mean": learn, "top_acc_std": None, "epoch_mean": 0.0, "nf_acc_mean": nf,
-                 "total_knowledge_mean": learn + nf, "total_knowledge_std": None, "seeds": [r["seed"]],
-                 "labels": {"from": f"epoch 0 of {r['method']} seed {r['seed']}"}, "lr": None, "epochs": 0.0,
-                 "top_acc_ci95": b["top_acc_ci95"], "nf_acc_ci95": b["nf_acc_ci95"],
-                 "total_knowledge_ci95": b["total_knowledge_ci95"]}
-        if rest is not None:
-            v = bootstrap([RunFacts(rest.to_learn, rest.not_to_forget, chosen_epoch=0, facts=rest.facts)])
-            entry.update(val_top_acc_mean=v["top_acc"], val_top_acc_ci95=v["top_acc_ci95"],
-                         val_total_knowledge_mean=v["total_knowledge"],
-                         val_total_knowledge_ci95=v["total_knowledge_ci95"])
-        return entry
+        test = RunFacts(facts.to_learn, facts.not_to_forget, chosen_epoch=0)
+        val = None if rest is None else RunFacts(rest.to_learn, rest.not_to_forget, chosen_epoch=0, facts=rest.facts)
+        return r, test, val
     return None
+
+
+def untrained_entry(results: list[dict]) -> dict | None:
+    """θ before any training (epoch 0 of the first run that adds LoRA, which starts as θ exactly).
+
+    K-Adapter runs are skipped: a fresh adapter already changes θ's output. ``None`` if no run
+    has per-fact scores.
+    """
+    source = _untrained_source(results)
+    if source is None:
+        return None
+    r, test, val = source
+    learn, nf = r["curves"]["to_learn"]["acc"][0], r["curves"]["not_to_forget"]["acc"][0]
+    b = bootstrap([test])
+    entry = {"top_acc_mean": learn, "top_acc_std": None, "epoch_mean": 0.0, "nf_acc_mean": nf,
+             "total_knowledge_mean": learn + nf, "total_knowledge_std": None, "seeds": [r["seed"]],
+             "labels": {"from": f"epoch 0 of {r['method']} seed {r['seed']}"}, "lr": None, "epochs": 0.0,
+             "top_acc_ci95": b["top_acc_ci95"], "nf_acc_ci95": b["nf_acc_ci95"],
+             "total_knowledge_ci95": b["total_knowledge_ci95"]}
+    if val is not None:
+        v = bootstrap([val])
+        entry.update(val_top_acc_mean=v["top_acc"], val_top_acc_ci95=v["top_acc_ci95"],
+                     val_total_knowledge_mean=v["total_knowledge"],
+                     val_total_knowledge_ci95=v["total_knowledge_ci95"])
+    return entry
+
+
+BY_SPLIT_KEYS = ("top_acc_mean", "nf_acc_mean", "total_knowledge_mean", "val_top_acc_mean", "epoch_mean",
+                 "seeds", "lr", "epochs", "top_acc_ci95")
+
+
+def summarise_splits(results_by_split: dict[int, list[dict]], intervals: bool = True) -> dict[str, dict]:
+    """Per method, :func:`summarise` on each tailored split and the splits pooled.
+
+    ``results_by_split`` maps a split seed to that split's LAMA-CKL results (every method and
+    seed run on that split's facts, with that split's φ). Each method present in any split gets
+
+    * ``by_split``: ``{str(split_seed): {k: summarise(...)[method][k] for k in BY_SPLIT_KEYS}}``;
+    * ``top_acc_mean``, ``nf_acc_mean``, ``total_knowledge_mean``, ``val_top_acc_mean``,
+      ``val_total_knowledge_mean``, ``epoch_mean``, ``epochs``: the mean over its splits of the
+      split means (every split weighs the same, whatever its number of seeds);
+    * ``*_ci95``: 95 % intervals from :func:`~trainattn.core.intervals.bootstrap_splits`
+      (splits, then seeds and facts within a split, resampled), for the test-curve reading
+      (``top_acc``, ``nf_acc``, ``total_knowledge``) and the validation-chosen one
+      (``val_top_acc``, ``val_total_knowledge``); ``None`` when a run lacks per-fact scores,
+      and all ``None`` without ``intervals``;
+    * ``splits`` (the sorted split seeds it ran on: a method missing from a split is pooled over
+      the others), ``n_runs`` (runs over all its splits), ``lr`` (the one rate every split chose,
+      else the sorted distinct rates), ``labels`` (its first split's).
+
+    With ``intervals``, an ``untrained`` entry pools θ before training over the splits: per split,
+    epoch 0 of its first non-K-Adapter run with per-fact scores (as :func:`untrained_entry`).
+    The pooled keys are those :func:`~trainattn.report.tables.headline` and
+    :func:`~trainattn.report.tables.fair_rows` read.
+    """
+    splits = sorted(results_by_split)
+    per_split = {split: summarise(results_by_split[split], intervals=intervals) for split in splits}
+    methods = list(dict.fromkeys(m for split in splits for m in per_split[split] if m != UNTRAINED))
+    summary = {}
+    for method in methods:
+        present = [split for split in splits if method in per_split[split]]
+        entries = [per_split[split][method] for split in present]
+        runs = [[r for r in results_by_split[split] if r["method"] == method] for split in present]
+
+        def mean(key, entries=entries):
+            values = [e.get(key) for e in entries]
+            if any(v is None for v in values):
+                return None if key == "epochs" else float("nan")
+            return float(np.mean(values))
+
+        lrs = sorted({lr for e in entries for lr in (e["lr"] if isinstance(e["lr"], list) else [e["lr"]])
+                      if lr is not None})
+        entry = {
+            "by_split": {str(split): {k: e.get(k) for k in BY_SPLIT_KEYS} for split, e in zip(present, entries,
+                                                                                              strict=True)},
+            **{key: mean(key) for key in ("top_acc_mean", "nf_acc_mean", "total_knowledge_mean", "epoch_mean",
+                                          "val_top_acc_mean", "val_total_knowledge_mean", "epochs")},
+            "splits": present, "n_runs": sum(len(r) for r in runs), "labels": entries[0].get("labels", {}),
+            "lr": (lrs[0] if len(lrs) == 1 else lrs) if lrs else None,
+        }
+        entry.update(_pooled_intervals(runs) if intervals else _no_intervals())
+        summary[method] = entry
+    if intervals:
+        untrained = _pooled_untrained({split: results_by_split[split] for split in splits}, per_split)
+        if untrained is not None:
+            summary[UNTRAINED] = untrained
+    return summary
+
+
+def _pooled_intervals(runs_by_split: list[list[dict]]) -> dict:
+    """95 % intervals of both readings pooled over splits, ``None`` where a run lacks per-fact scores."""
+    out = _no_intervals()
+    test = [[RunFacts.from_result(r, "test") for r in runs] for runs in runs_by_split]
+    if all(t is not None for group in test for t in group):
+        b = bootstrap_splits(test)
+        out.update(top_acc_ci95=b["top_acc_ci95"], nf_acc_ci95=b["nf_acc_ci95"],
+                   total_knowledge_ci95=b["total_knowledge_ci95"])
+    val = [[RunFacts.from_result(r, "val") for r in runs] for runs in runs_by_split]
+    if all(v is not None for group in val for v in group):
+        b = bootstrap_splits(val)
+        out.update(val_top_acc_ci95=b["top_acc_ci95"], val_total_knowledge_ci95=b["total_knowledge_ci95"])
+    return out
+
+
+def _pooled_untrained(results_by_split: dict[int, list[dict]], per_split: dict[int, dict]) -> dict | None:
+    """θ before training pooled over the splits whose summary has an ``untrained`` entry; ``None`` if none."""
+    sources = {split: _untrained_source(results) for split, results in results_by_split.items()
+               if UNTRAINED in per_split[split]}
+    if not sources:
+        return None
+    by_split = {str(split): {k: per_split[split][UNTRAINED].get(k) for k in BY_SPLIT_KEYS}
+                | {"from": per_split[split][UNTRAINED]["labels"]["from"]} for split in sources}
+    b = bootstrap_splits([[test] for _, test, _ in sources.values()])
+    entry = {"by_split": by_split, "epoch_mean": 0.0, "epochs": 0.0, "lr": None, "splits": list(sources),
+             "n_runs": len(sources), "labels": {"from": "epoch 0 of each split's first LoRA run"},
+             **{key: float(np.mean([s[key] for s in by_split.values()]))
+                for key in ("top_acc_mean", "nf_acc_mean", "total_knowledge_mean")},
+             "top_acc_ci95": b["top_acc_ci95"], "nf_acc_ci95": b["nf_acc_ci95"],
+             "total_knowledge_ci95": b["total_knowledge_ci95"]}
+    if all(val is not None for _, _, val in sources.values()):
+        v = bootstrap_splits([[val] for _, _, val in sources.values()])
+        entry.update(val_top_acc_mean=v["top_acc"], val_top_acc_ci95=v["top_acc_ci95"],
+                     val_total_knowledge_mean=v["total_knowledge"],
+                     val_total_knowledge_ci95=v["total_knowledge_ci95"])
+    return entry
 
 
 def import_results(results: list[dict], base: CKLConfig, to_learn_rows: list[dict],

@@ -2,7 +2,8 @@
 TemporalWiki per period, ablation and open-question bars.
 
 Each ``plot_*`` function draws from result dicts, saves a PNG with :func:`save_figure` and
-returns its path. None of them chooses a matplotlib backend: a notebook keeps its inline
+returns its path; :func:`split_spread` returns its Figure (drawn on a given axis or a new one).
+None of them chooses a matplotlib backend: a notebook keeps its inline
 backend, a script without a display gets matplotlib's default (Agg).
 """
 
@@ -265,3 +266,50 @@ def plot_scaling(rows: list[dict], path):
         ax.set_xticks(x, names, rotation=25, ha="right", fontsize=8)
         ax.set_title(label, fontsize=10)
     return save_figure(fig, path)
+
+
+def split_spread(summary: dict[str, dict], methods: list[str] | None = None, ax=None):
+    """Top Acc per method across tailored splits: one dot per split (a colour and marker per split
+    seed, in the legend) and the pooled mean with its 95 % interval (splits, seeds and facts
+    resampled) as a black error bar; no bar where the summary has no interval.
+
+    ``summary``: :func:`~trainattn.protocols.grid.summarise_splits`'s output; ``methods``: the
+    methods to show, in order (default: every entry, ``untrained`` first). Draws on ``ax`` if
+    given, else on a new figure; returns the Figure (not saved: see :func:`save_figure`).
+    """
+    import matplotlib.pyplot as plt
+
+    from trainattn.methods import canonical_method_name
+    from trainattn.protocols.grid import UNTRAINED
+
+    if methods is None:
+        names = sorted(summary, key=lambda m: m != UNTRAINED)  # stable: the summary's order otherwise
+    else:
+        names = [m for m in methods if (m if m == UNTRAINED else canonical_method_name(m)) in summary]
+    stats = [summary[m if m == UNTRAINED else canonical_method_name(m)] for m in names]
+    splits = sorted({int(k) for s in stats for k in s.get("by_split", {})})
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names) + 2), 3.6))
+    else:
+        fig = ax.figure
+    offsets = np.linspace(-0.2, 0.2, len(splits)) if len(splits) > 1 else np.zeros(1)
+    for j, split in enumerate(splits):
+        xs, ys = [], []
+        for i, s in enumerate(stats):
+            one = s.get("by_split", {}).get(str(split))
+            if one is not None and one.get("top_acc_mean") is not None:
+                xs.append(i + offsets[j])
+                ys.append(one["top_acc_mean"])
+        ax.scatter(xs, ys, color=f"C{j % 10}", marker="os^Dvp*hX<>"[j % 11], s=28, alpha=0.8,
+                   label=f"split {split}", zorder=2)
+    for i, s in enumerate(stats):
+        mean, ci = s["top_acc_mean"], s.get("top_acc_ci95")
+        err = None if ci is None else [[mean - ci[0]], [ci[1] - mean]]
+        ax.errorbar([i], [mean], yerr=err, fmt="_", color="k", markersize=16, capsize=4, lw=1.5, zorder=3,
+                    label="pooled mean, 95 % interval" if i == 0 else None)
+    display = ["untrained θ" if n == UNTRAINED else n for n in names]
+    ax.set_xticks(range(len(names)), display, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("Top Acc (TO-LEARN, test curve)")
+    ax.set_title(f"Top Acc across {len(splits)} tailored split{'s' if len(splits) != 1 else ''}", fontsize=10)
+    ax.legend(fontsize=7)
+    return fig

@@ -115,6 +115,51 @@ def headline(summary: dict[str, dict], method: str, baselines: list[str]) -> dic
     }
 
 
+SPLIT_HEADER = ["method", "Top Acc, split {split} [95 % CI]", "Top Acc, pooled [95 % CI]", "NF Acc, pooled [95 % CI]",
+                "Total Knowledge, pooled [95 % CI]", "splits"]
+
+
+def split_seeds(summary: dict[str, dict]) -> list[int]:
+    """Every split seed in a :func:`~trainattn.protocols.grid.summarise_splits` summary, sorted."""
+    return sorted({int(k) for s in summary.values() for k in s.get("by_split", {})})
+
+
+def split_header(summary: dict[str, dict]) -> list[str]:
+    """:data:`SPLIT_HEADER` with its per-split column repeated for each split seed of ``summary``."""
+    per_split = SPLIT_HEADER[1]
+    return [SPLIT_HEADER[0], *(per_split.format(split=k) for k in split_seeds(summary)), *SPLIT_HEADER[2:]]
+
+
+def split_rows(summary: dict[str, dict], methods: list[str] | None = None) -> list[list]:
+    """One row per method of a :func:`~trainattn.protocols.grid.summarise_splits` summary (the
+    untrained θ first), matching :func:`split_header`: Top Acc on each split (``–`` where the
+    method did not run on it), then Top Acc, NF Acc and Total Knowledge pooled over its splits
+    with their 95 % intervals, and how many splits it pooled. ``methods``: which, in order
+    (default: every entry)."""
+    from trainattn.methods import canonical_method_name
+    from trainattn.protocols.grid import UNTRAINED
+
+    seeds = split_seeds(summary)
+    wanted = [m for m in summary if m != UNTRAINED] if methods is None else methods
+    rows = []
+    for method in [UNTRAINED, *wanted]:
+        s = summary.get(method if method == UNTRAINED else canonical_method_name(method))
+        if s is None:
+            continue
+        by_split = s.get("by_split", {})
+        cells = [with_interval(by_split[str(k)]["top_acc_mean"], by_split[str(k)].get("top_acc_ci95"))
+                 if str(k) in by_split else "–" for k in seeds]
+        rows.append([
+            "untrained θ (epoch 0)" if method == UNTRAINED else method,
+            *cells,
+            with_interval(s["top_acc_mean"], s.get("top_acc_ci95")),
+            with_interval(s["nf_acc_mean"], s.get("nf_acc_ci95")),
+            with_interval(s["total_knowledge_mean"], s.get("total_knowledge_ci95")),
+            len(s.get("splits", by_split)),
+        ])
+    return rows
+
+
 def markdown_table(columns: list, rows: list, formats: dict | None = None) -> str:
     """The book's one table builder: a GitHub/MyST markdown table.
 
