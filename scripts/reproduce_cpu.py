@@ -1,0 +1,191 @@
+"""The `cpu` reference's long LAMA-CKL runs, as one resumable job queue (chapter 04 and the split study).
+
+What it runs, in priority order:
+
+1. **Split 42, chapter 04's fair grid** (issue 14): every method at learning rates 3e-4 / 1e-3 /
+   3e-3 on seed 0, the rate chosen on the validation slice, then seeds 1 and 2 at that rate; then
+   the combinations. φ is chapter 03's best-validated φ (``results/cpu/runs/03_meta_training/best``).
+   Records go to ``results/cpu/runs/lama_ckl/`` (read back by chapter 04).
+2. **Other splits, each with its own φ** (issue 16): the tailored split ``S`` (``trainattn tailor
+   --seed S``), φ meta-trained on that split's own text-clean pool with chapter 03's settings
+   (``configs/meta_smollm2_cpu.yml``: the step with the best meta-pool validation is φ), then the
+   grid: finetune, oracle and TAALM on 3 seeds, every other baseline on seed 0. Records go to
+   ``results/cpu/runs/splits/split-S/{phi,lama_ckl}/``.
+
+Every job is a ``trainattn`` command that resumes where it stopped and reads finished runs back
+(run folders are locked, so a job that reaches a run another process is computing waits for it and
+reads it back). So the script can be stopped at any point (``--deadline``, Ctrl-C) and started
+again. On a CPU each job gets ``cores // slots`` threads (two 2-thread processes on 2 cores slow
+each other down 4-10×); on a GPU (``--device cuda``) use many slots.
+
+    python scripts/reproduce_cpu.py --dry-run            # the plan
+    python scripts/reproduce_cpu.py --slots 2            # this machine, 2 cores
+    python scripts/reproduce_cpu.py --device cuda --slots 12 --deadline 540
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LRS = ["3e-4", "1e-3", "3e-3"]
+BASELINES = ["finetune", "rho1", "rho1-paper", "mixreview", "recadam", "kadapter"]
+METHODS = ["finetune", "oracle", "taalm", "rho1", "rho1-paper", "mixreview", "recadam", "kadapter"]
+COMBINATIONS = ["taalm+kadapter", "taalm+mixreview", "taalm+recadam"]
+THREE_SEEDS_EVERY_SPLIT = ("finetune", "oracle", "taalm")
+REFERENCE_SPLIT = 42
+SHIPPED_PHI = "results/cpu/runs/03_meta_training/best"
+N_FACTS = 100
+
+
+@dataclass
+class Job:
+    """One ``trainattn`` command; it starts once every job named in ``after`` has ended with status 0."""
+
+    name: str
+    command: list[str]
+    after: list[str] = field(default_factory=list)
+
+
+def tailored_folder(split: int) -> str:
+    """Where ``trainattn tailor --seed split`` writes the split (the package's cache)."""
+    from trainattn.data.sources import cache_root
+
+    return str(cache_root() / "tailored" / "smollm2-135m" / f"n{N_FACTS}_{N_FACTS}_s{split}")
+
+
+def split_paths(split: int) -> tuple[str, str]:
+    """(grid folder, φ) of a split: the committed chapter-04 grid and chapter 03's φ for split 42."""
+    if split == REFERENCE_SPLIT:
+        return "results/cpu/runs/lama_ckl", SHIPPED_PHI
+    base = f"results/cpu/runs/splits/split-{split}"
+    return f"{base}/lama_ckl", f"{base}/phi/best"
+
+
+def plan(splits: list[int], device: str = "cpu", tailored=tailored_folder) -> list[Job]:
+    """The jobs in priority order: split 42's fair grid and combinations first, then each other split."""
+    jobs: list[Job] = []
+    for split in splits:
+        folder = tailored(split)
+        tailor = Job(f"tailor-{split}", ["trainattn", "tailor", "--to-learn", str(N_FACTS), "--not-to-forget",
+                                         str(N_FACTS), "--seed", str(split)])
+        jobs.append(tailor)
+        grid_dir, phi = split_paths(split)
+        phi_job = None
+        if split != REFERENCE_SPLIT:
+            phi_run = str(Path(phi).parent)
+            phi_job = Job(f"phi-{split}", ["trainattn", "meta-train", "--config", "configs/meta_smollm2_cpu.yml",
+                                           "--out", phi_run, "--tailored", folder], after=[tailor.name])
+            jobs.append(phi_job)
+        methods = METHODS + (COMBINATIONS if split == REFERENCE_SPLIT else [])
+        for method in methods:
+            if split == REFERENCE_SPLIT or method in THREE_SEEDS_EVERY_SPLIT:
+                seeds = ["0", "1", "2"]
+            else:
+                seeds = ["0"]
+            uses_phi = "taalm" in method
+            command = ["trainattn", "ckl-grid", "--config", "configs/lama_ckl_cpu.yml", "--methods", method,
+                       "--seeds", *seeds, "--lrs", *LRS, "--out", grid_dir, "--tailored", folder,
+                       "--device", device]
+            if uses_phi:
+                command += ["--phi", phi]
+            after = [tailor.name] + ([phi_job.name] if uses_phi and phi_job else [])
+            jobs.append(Job(f"grid-{split}-{method}", command, after))
+    return jobs
+
+
+def run(jobs: list[Job], slots: int, deadline: float | None, logs: Path, threads: int) -> dict:
+    """Run ``jobs`` with at most ``slots`` at once (priority order, dependencies respected) until done
+    or ``deadline`` (epoch seconds); returns ``{name: {"rc", "seconds"}}``. Jobs left at the deadline
+    are stopped (their runs resume next time); jobs whose dependency failed are skipped."""
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    queue, running, status = list(jobs), {}, {}
+    while queue or running:
+        for name, (proc, t0) in list(running.items()):
+            if proc.poll() is not None:
+                status[name] = {"rc": proc.returncode, "seconds": round(time.time() - t0)}
+                print(f"[{time.strftime('%X')}] {name} ended rc={proc.returncode} ({status[name]['seconds']} s)",
+                      flush=True)
+                del running[name]
+        for job in list(queue):
+            failed = [a for a in job.after if a in status and status[a]["rc"] != 0]
+            if failed:
+                queue.remove(job)
+                status[job.name] = {"rc": None, "skipped": f"{failed[0]} failed"}
+                print(f"skip {job.name}: {failed[0]} failed", flush=True)
+        past_deadline = deadline is not None and time.time() > deadline
+        while not past_deadline and len(running) < slots:
+            ready = [j for j in queue if all(status.get(a, {}).get("rc") == 0 for a in j.after)]
+            if not ready:
+                break
+            job = ready[0]
+            queue.remove(job)
+            log = open(logs / f"{job.name}.log", "a")
+            proc = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+                                    start_new_session=True)
+            running[job.name] = (proc, time.time())
+            print(f"[{time.strftime('%X')}] start {job.name}: {' '.join(job.command)}", flush=True)
+        if past_deadline:
+            for name, (proc, t0) in running.items():
+                os.killpg(proc.pid, signal.SIGTERM)
+                status[name] = {"rc": "stopped at the deadline", "seconds": round(time.time() - t0)}
+            for job in queue:
+                status[job.name] = {"rc": None, "skipped": "deadline"}
+            break
+        if not running and queue:  # nothing can start: every remaining job waits on a skipped one
+            for job in queue:
+                status[job.name] = {"rc": None, "skipped": "dependency not run"}
+            break
+        time.sleep(2)
+    (logs / "status.json").write_text(json.dumps(status, indent=1) + "\n")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--splits", type=int, nargs="+", default=[42, 7, 1234])
+    parser.add_argument("--only", nargs="*", default=None, metavar="JOB",
+                        help="only these jobs (names from --dry-run) and what they need")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--slots", type=int, default=2, help="jobs at once")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per job (default: cores // slots, at least 1)")
+    parser.add_argument("--deadline", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--logs", default="runs/reproduce_cpu", help="a log per job and status.json")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    args = parser.parse_args(argv)
+    jobs = plan(args.splits, args.device)
+    if args.only:
+        wanted = set(args.only)
+        unknown = wanted - {j.name for j in jobs}
+        if unknown:
+            parser.error(f"unknown job(s) {sorted(unknown)}; see --dry-run")
+        for job in reversed(jobs):
+            if job.name in wanted:
+                wanted.update(job.after)
+        jobs = [j for j in jobs if j.name in wanted]
+    if args.dry_run:
+        for job in jobs:
+            after = f"   (after {', '.join(job.after)})" if job.after else ""
+            print(f"{job.name}: {' '.join(job.command)}{after}")
+        return 0
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.slots)
+    deadline = None if args.deadline is None else time.time() + args.deadline
+    status = run(jobs, args.slots, deadline, ROOT / args.logs, threads)
+    bad = {n: s for n, s in status.items() if s.get("rc") not in (0,)}
+    print(f"{len(status) - len(bad)} of {len(status)} jobs done; see {args.logs}/status.json")
+    return 0 if not bad else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
