@@ -257,3 +257,50 @@ def test_a_run_counts_the_pools_its_method_reads(tokenizer, tmp_path):
                           progress=False, log=None)
     grid_run(tokenizer, tmp_path, methods=("finetune",), seeds=(0,))
     assert "pools" not in read_json(run_dir_for(tmp_path, "finetune", 0) / "result.json")["identity"]
+
+
+def _record(folder, method, seed, lr, val_acc, val_nll, data="d42"):
+    per_fact = {"to_learn": [[0] * 4, [1, 0, 1, 0]], "not_to_forget": [[1, 1], [1, 0]]}
+    curves = {"to_learn": {"acc": [0, 0.5]}, "not_to_forget": {"acc": [1, 0.5]},
+              "val": {"acc": [0, val_acc], "nll": [9, val_nll]}, "to_learn_rest": {"acc": [0, 1.0]},
+              "train_loss": [None, 1.0], "per_fact": per_fact}
+    result = {"method": method, "seed": seed, "labels": {}, "config": {"lr": lr}, "epochs_trained": 1,
+              "timings": [], "val_indices": [1, 3], "curves": curves, "metrics": {"stale": True},
+              "identity": {"data_sha256": data}}
+    write_json_atomic(folder / "result.json", result)
+
+
+def test_read_grid_chooses_the_rate_again_and_reads_every_seed_without_computing(tmp_path):
+    from trainattn.protocols.grid import read_grid
+    from trainattn.protocols.lama_ckl import run_metrics
+
+    for lr, (acc, nll) in {0.1: (0.5, 2.0), 0.2: (0.5, 1.0), 0.3: (0.0, 0.5)}.items():
+        _record(run_dir_for(tmp_path, "finetune", 0, lr), "finetune", 0, lr, acc, nll)
+    _record(run_dir_for(tmp_path, "finetune", 1, 0.2), "finetune", 1, 0.2, 0.5, 1.5)
+    _record(run_dir_for(tmp_path, "finetune", 1, 0.1), "finetune", 1, 0.1, 0.9, 0.1)  # not the chosen rate
+    _record(run_dir_for(tmp_path, "rho1", 0, 0.1), "rho1", 0, 0.1, 0.5, 1.0)  # rho1's 0.2 still running
+    (run_dir_for(tmp_path, "rho1", 0, 0.2)).mkdir(parents=True)
+    results = read_grid(tmp_path)
+    assert [(r["method"], r["seed"], r["config"]["lr"]) for r in results] == [("finetune", 0, 0.2), ("finetune", 1, 0.2)]
+    assert all(r["lr_choice"]["chosen"] == 0.2 for r in results)
+    assert results[0]["metrics"] == run_metrics(results[0]["curves"])  # recomputed, not the stored ones
+    _record(run_dir_for(tmp_path, "oracle", 0), "oracle", 0, 0.1, 0.5, 1.0, data="d7")
+    with pytest.raises(TrainattnError, match="2 different fact sets"):
+        read_grid(tmp_path)
+    with pytest.raises(TrainattnError, match="not a LAMA-CKL grid"):
+        read_grid(tmp_path / "seed-0")
+
+
+def test_ckl_pool_cli_pools_two_splits(tmp_path, capsys):
+    from trainattn.cli import main
+
+    for split, acc in ((42, 0.5), (7, 0.0)):
+        for seed in (0, 1):
+            _record(run_dir_for(tmp_path / str(split), "finetune", seed), "finetune", seed, 0.1, acc, 1.0, f"d{split}")
+    out = tmp_path / "pooled.json"
+    assert main(["ckl-pool", "--grid", f"42={tmp_path / '42'}", f"7={tmp_path / '7'}", "--out", str(out)]) == 0
+    pooled = read_json(out)["finetune"]
+    assert pooled["splits"] == [7, 42] and pooled["top_acc_mean"] == 0.5 and set(pooled["by_split"]) == {"7", "42"}
+    assert "| finetune |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="SPLIT_SEED=FOLDER"):
+        main(["ckl-pool", "--grid", str(tmp_path / "42")])

@@ -202,6 +202,31 @@ def _ckl_grid(args):
     return 0
 
 
+def _ckl_pool(args):
+    from trainattn.files import write_json_atomic
+    from trainattn.protocols.grid import read_grid, summarise_splits
+    from trainattn.report.tables import markdown_table, split_header, split_rows
+
+    grids = {}
+    for spec in args.grid:
+        split, sep, folder = spec.partition("=")
+        if not sep or not split.strip().isdigit():
+            raise SystemExit(f"--grid {spec!r}: expected SPLIT_SEED=FOLDER, e.g. 42=results/cpu/runs/lama_ckl")
+        grids[int(split)] = read_grid(folder)
+        print(f"split {split}: {len(grids[int(split)])} finished runs read back from {folder}")
+    summary = summarise_splits(grids)
+    print(markdown_table(split_header(summary), split_rows(summary)))
+    if args.out:
+        write_json_atomic(args.out, summary)
+        print(f"pooled summary written to {args.out}")
+    if args.figure:
+        from trainattn.report.figures import split_spread
+
+        split_spread(summary).savefig(args.figure, dpi=120, bbox_inches="tight")
+        print(f"figure written to {args.figure}")
+    return 0
+
+
 def _report(args):
     from trainattn.report.figures import plot_curves
     from trainattn.report.tables import lama_ckl_table, load_results
@@ -355,6 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu", help="θ's device, e.g. cpu or cuda (φ follows θ)")
     p.set_defaults(func=_ckl_grid)
+
+    p = sub.add_parser("ckl-pool", help="LAMA-CKL pooled over tailored splits: per-split and pooled Top Acc with "
+                       "95 %% intervals (splits, seeds and facts resampled), read back from grid folders")
+    p.add_argument("--grid", nargs="+", required=True, metavar="SPLIT=FOLDER",
+                   help="a grid folder per split seed, e.g. 42=results/cpu/runs/lama_ckl "
+                        "7=results/cpu/runs/splits/split-7/lama_ckl")
+    p.add_argument("--out", default=None, help="write the pooled summary (JSON) here")
+    p.add_argument("--figure", default=None, help="write the per-split spread (PNG) here")
+    p.set_defaults(func=_ckl_pool)
 
     p = sub.add_parser("report", help="paper-style table (and curves) from CKL result files")
     p.add_argument("results", nargs="+", help="result.json files or folders holding them")

@@ -445,6 +445,59 @@ def lama_ckl_summary(results: list[dict]) -> dict[str, dict]:
     return out
 
 
+def read_grid(run_root: str | Path) -> list[dict]:
+    """The finished runs of a grid folder, read back without computing anything; chosen-rate runs only.
+
+    For a method tuned over learning rates (``seed-<k>/<method>/lr-<lr>/``) the rate is chosen again
+    from the first seed's runs (:func:`choose_lr`; every candidate must be finished) and each seed's
+    run at that rate is returned, with ``lr_choice`` as :func:`run_lama_ckl_grid` records it. Metrics
+    are recomputed from the curves. All runs must share one data fingerprint (one split), else a
+    :class:`~trainattn.errors.TrainattnError` names the folder. Unfinished runs (no ``result.json``)
+    are left out; a method whose rate cannot be chosen yet is left out whole.
+    """
+    from trainattn.files import read_json
+
+    root = Path(run_root)
+    seeds = sorted((int(p.name.removeprefix("seed-")), p) for p in root.glob("seed-*") if p.is_dir())
+    if not seeds:
+        raise TrainattnError(f"{root}: no seed-<k>/ folders: not a LAMA-CKL grid")
+
+    def load(path: Path) -> dict | None:
+        file = path / "result.json"
+        if not file.is_file():
+            return None
+        result = read_json(file)
+        result["metrics"] = run_metrics(result["curves"])
+        return result
+
+    first_seed = seeds[0][1]
+    results, data = [], set()
+    for method_dir in sorted(p for p in first_seed.iterdir() if p.is_dir()):
+        tuned = sorted(method_dir.glob("lr-*"))
+        lr, choice = None, None
+        if tuned:
+            candidates = {float(p.name.removeprefix("lr-")): load(p) for p in tuned}
+            if any(r is None for r in candidates.values()):
+                continue  # a candidate still running: the rate cannot be chosen yet
+            lr = choose_lr(dict(sorted(candidates.items())))
+            choice = {"chosen": lr, "seed": seeds[0][0], "rule": "best validation accuracy, then NLL",
+                      "candidates": [{"lr": x, "val_acc": validation_score(r)[0],
+                                      "val_nll": -validation_score(r)[1], "epochs_trained": r.get("epochs_trained")}
+                                     for x, r in sorted(candidates.items())]}
+        for _, seed_dir in seeds:
+            folder = seed_dir / method_dir.name
+            result = load(folder if lr is None else folder / f"lr-{lr:g}")
+            if result is None:
+                continue
+            if choice is not None:
+                result["lr_choice"] = choice
+            data.add((result.get("identity") or {}).get("data_sha256"))
+            results.append(result)
+    if len(data) > 1:
+        raise TrainattnError(f"{root}: runs made on {len(data)} different fact sets; one grid folder holds one split")
+    return results
+
+
 def disjoint_review_rows(to_learn_rows, not_to_forget_rows, data_dir=None) -> list[dict]:
     """MixReview's default replay pool: released invariant rows not among the tested facts."""
     from trainattn.data.tailor import load_released_rows
