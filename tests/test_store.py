@@ -164,3 +164,25 @@ def test_a_config_counts_by_content_not_by_paths_or_spelled_out_defaults():
 
 def test_a_method_counts_by_its_canonical_name():
     assert run_identity(CKLConfig(method="kadapter")) == run_identity(CKLConfig(method="finetune+kadapter"))
+
+
+def test_git_commit_names_the_commit_and_marks_changed_tracked_files(tmp_path):
+    import shutil
+    import subprocess
+
+    from trainattn.protocols.store import git_commit
+
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    assert git_commit(tmp_path) is None  # not a checkout
+    env = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.txt").write_text("1")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "a.txt"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), *env, "commit", "-qm", "x"], check=True)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "untracked.txt").write_text("ignored")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "a.txt").write_text("2")
+    assert git_commit(tmp_path) == f"{head}+dirty"

@@ -74,14 +74,25 @@ def versions() -> dict:
 
 
 def git_commit(root: str | os.PathLike | None = None) -> str | None:
-    """The short commit of the git checkout holding ``root`` (default: this package), else ``None``."""
+    """The short commit of the git checkout holding ``root`` (default: this package), else ``None``.
+
+    ``+dirty`` is appended when tracked files differ from that commit: the code that ran is then
+    not exactly the commit's.
+    """
     root = Path(root) if root is not None else Path(__file__).resolve().parent
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+
+    def git(*args) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if not commit:
         return None
-    return (done.stdout.strip() or None) if done.returncode == 0 else None
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return f"{commit}+dirty" if changed else commit
 
 
 def provenance() -> dict:
