@@ -197,3 +197,38 @@ def test_split_spread_draws_a_dot_per_split_and_an_error_bar_per_method(real):
     assert split_spread(real, ["taalm"], ax=ax) is fig
     assert sum(isinstance(c, ErrorbarContainer) for c in ax.containers) == 1
     plt.close(fig)
+
+
+def test_split_diagnostics_reads_difficulty_and_phi_training_per_split(tmp_path):
+    from trainattn.files import write_json_atomic
+    from trainattn.report.figures import plot_phi_validations
+    from trainattn.studies.splits import phi_validations, split_diagnostics
+
+    def result(method, top):
+        return {"method": method, "seed": 0, "config": {"lr": 1e-3},
+                "curves": {"to_learn": {"acc": [0.0, top]}, "not_to_forget": {"acc": [1.0, 0.9]}},
+                "metrics": {"test_chosen": {"top_acc": top, "epoch": 1, "nf_acc": 0.9, "total_knowledge": top + 0.9}}}
+
+    def validation(step, phi_nll, weight):
+        return {"step": step, "phi": {"nll": phi_nll, "accuracy": 0.0}, "uniform": {"nll": 8.0, "accuracy": 0.0},
+                "weight_object": weight, "weight_other": 0.1}
+
+    for split, vals in ((42, [validation(0, 8.1, 0.9), validation(13, 6.0, 0.4), validation(26, 6.5, 0.2)]),
+                        (7, [validation(0, 8.1, 0.9), validation(13, 8.2, 0.8)])):
+        write_json_atomic(tmp_path / str(split) / "result.json", {"validations": vals})
+    (tmp_path / "42" / "best").mkdir()
+    by_split = {42: [result("oracle", 0.5), result("taalm", 0.25), result("finetune", 0.05)],
+                7: [result("oracle", 0.2), result("finetune", 0.04)]}
+    rows = split_diagnostics(by_split, {42: tmp_path / "42" / "best", 7: tmp_path / "7"},
+                             {42: {"phi_object_share": 0.3, "uniform_object_share": 0.05}})
+    a, b = sorted(rows, key=lambda r: r["split"], reverse=True)
+    assert [r["split"] for r in rows] == [7, 42]
+    assert (a["oracle"], a["taalm"], a["taalm_of_oracle"]) == (0.5, 0.25, 0.5)
+    assert a["phi_best_step"] == 13 and a["phi_val_gain"] == pytest.approx(2.0) and a["phi_share"] == 0.3
+    assert b["taalm"] is None and b["taalm_of_oracle"] is None and b["phi_share"] is None
+    assert b["phi_best_step"] == 0 and b["phi_val_gain"] == pytest.approx(-0.1)  # φ never beat uniform
+    assert phi_validations(tmp_path / "42")[1]["weight_object"] == 0.4
+    with pytest.raises(FileNotFoundError, match="no meta-training result.json"):
+        phi_validations(tmp_path / "missing")
+    fig = plot_phi_validations(rows, tmp_path / "phi.png")
+    assert (tmp_path / "phi.png").is_file() and len(fig.axes[0].lines) == 3  # two splits + the zero line

@@ -92,11 +92,12 @@ class Chapter:
         return load_lm(self["model_name"], dtype=dtype, device=self.params.get("device"))
 
     def lama_ckl_split(self, theta, tokenizer, n_to_learn: int | None = None,
-                       n_not_to_forget: int | None = None):
+                       n_not_to_forget: int | None = None, split_seed: int | None = None):
         """``(to_learn, not_to_forget, splits)``: the LAMA-CKL facts a chapter trains and tests on.
 
         ``split_source`` "tailored" (default) re-selects the facts for this model by the
-        paper's rules (:func:`~trainattn.data.tailor_lama_ckl`, seed ``split_seed``, cached);
+        paper's rules (:func:`~trainattn.data.tailor_lama_ckl`, seed ``split_seed``: the argument,
+        else the parameter; cached);
         "released" takes the first rows of the paper's files (chosen for Llama-2 /
         TinyLlama), and ``splits`` is then ``None``.
         """
@@ -107,7 +108,8 @@ class Chapter:
         source, data_dir = self.params.get("split_source", "tailored"), self.params.get("data_dir")
         if source == "tailored":
             splits = tailor_lama_ckl(theta, tokenizer, self["model_name"], n_to_learn, n_not_to_forget,
-                                     seed=self.params.get("split_seed", 42), data_dir=data_dir, progress=False)
+                                     seed=self.params.get("split_seed", 42) if split_seed is None else split_seed,
+                                     data_dir=data_dir, progress=False)
             return splits.to_learn[:n_to_learn], splits.not_to_forget[:n_not_to_forget], splits
         if source == "released":
             to_learn = list(load_lama_ckl("variant", data_dir=data_dir).select(range(n_to_learn)))

@@ -313,3 +313,34 @@ def split_spread(summary: dict[str, dict], methods: list[str] | None = None, ax=
     ax.set_title(f"Top Acc across {len(splits)} tailored split{'s' if len(splits) != 1 else ''}", fontsize=10)
     ax.legend(fontsize=7)
     return fig
+
+
+def plot_phi_validations(rows: list[dict], path=None):
+    """Each split's φ during meta-training: validation NLL gain over uniform weights (left) and φ's
+    mean weight on object tokens divided by its mean weight on the others (right, log scale: 1 =
+    no focus), per validation step.
+
+    ``rows``: :func:`~trainattn.studies.splits.split_diagnostics` (each with ``phi_curve``).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for j, row in enumerate(rows):
+        curve = row.get("phi_curve") or []
+        if not curve:
+            continue
+        steps = [v["step"] for v in curve]
+        style = dict(color=f"C{j % 10}", marker="os^Dvp*hX<>"[j % 11], label=f"split {row['split']}")
+        left.plot(steps, [v["uniform_nll"] - v["phi_nll"] for v in curve], **style)
+        right.plot(steps, [v["weight_object"] / max(v["weight_other"], 1e-12) for v in curve], **style)
+    left.axhline(0, color="grey", lw=0.8)
+    left.set(xlabel="meta-step", ylabel="uniform NLL − φ's NLL (nats)", title="φ's validation gain (higher: better)")
+    right.axhline(1, color="grey", lw=0.8)
+    right.set(xlabel="meta-step", ylabel="object ÷ other tokens' mean weight", title="φ's focus on the object",
+              yscale="log")
+    left.legend(fontsize=8)
+    if path is not None:
+        save_figure(fig, path)
+    else:
+        fig.tight_layout()
+    return fig
