@@ -220,3 +220,19 @@ def test_reference_run_table_and_figure(tokenizer, tmp_path):
     assert len(table[0].split("|")) == len(table[2].split("|"))
     path = plot_ablations(rows, tmp_path / "fig.png", reference=ref)
     assert path.stat().st_size > 1000
+
+
+def test_ckl_numbers_carry_intervals_over_facts_when_the_run_kept_per_fact_scores():
+    from trainattn.core.intervals import RunFacts, bootstrap
+    from trainattn.studies.ablations import ckl_numbers
+
+    per_fact = {"to_learn": [[0, 0, 0, 0], [1, 0, 1, 0]], "not_to_forget": [[1, 1], [1, 0]]}
+    result = {"metrics": {"test_chosen": {"top_acc": 0.5, "epoch": 1, "nf_acc": 0.5, "total_knowledge": 1.0}},
+              "timings": [{"train_s": 1.0, "eval_s": 2.0}],
+              "curves": {"to_learn": {"acc": [0.0, 0.5]}, "not_to_forget": {"acc": [1.0, 0.5]}, "per_fact": per_fact}}
+    row = ckl_numbers(result)
+    expected = bootstrap([RunFacts.from_result(result)])
+    assert row["top_acc_ci95"] == expected["top_acc_ci95"] and row["nf_acc_ci95"] == expected["nf_acc_ci95"]
+    assert row["top_acc_ci95"][0] <= 0.5 <= row["top_acc_ci95"][1] and row["ckl_seconds"] == 3.0
+    del result["curves"]["per_fact"]
+    assert ckl_numbers(result)["top_acc_ci95"] is None

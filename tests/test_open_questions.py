@@ -31,6 +31,7 @@ from trainattn.report.answers import (
     answer_scaling,
     answer_unpaired,
     compare,
+    verdict,
 )
 from trainattn.report.tables import markdown_table
 from trainattn.studies.open_questions import (
@@ -322,6 +323,25 @@ def test_answers_change_with_the_numbers():
     assert "fewer trainable parameters (depth_2) lost nothing" in text and "0.5× the peak memory" in text and "Above the base φ: rank_64" in text
 
 
+def test_answers_and_verdicts_use_the_intervals_when_rows_have_them():
+    def ci(top, lo, hi):
+        return {"top_acc": top, "nf_acc": 0.5, "top_acc_ci95": [lo, hi]}
+
+    rows = {"phi_seen": ci(0.30, 0.20, 0.40), "phi_all": ci(0.45, 0.38, 0.52), "finetune": ci(0.05, 0.0, 0.10),
+            "oracle": ci(0.6, 0.5, 0.7)}
+    # 0.30 vs 0.45 at n = 32 is within the tolerance fallback (level) but the intervals overlap too;
+    # disjoint intervals decide "below" even where the tolerance would say level
+    assert "only partly" not in answer_generalisation(rows, 32, ["P1"])
+    rows["phi_all"] = ci(0.45, 0.41, 0.52)
+    assert "only partly" in answer_generalisation(rows, 32, ["P1"])
+    v = verdict(rows["phi_seen"], rows["phi_all"], 32, "φ without", "φ all", "more held-out facts")
+    assert v["verdict"] == "below" and v["compared"] == "φ without vs φ all" and v["rule"].startswith("95 %")
+    assert v["a"] == {"top_acc": 0.30, "top_acc_ci95": [0.20, 0.40]} and v["would_change"] == "more held-out facts"
+    assert verdict(rows["phi_seen"], ci(0.35, 0.30, 0.45), 32, "a", "b", "")["verdict"] == "level"
+    fallback = verdict(_r(0.5), _r(0.1), 200, "a", "b", "")
+    assert fallback["verdict"] == "above" and fallback["rule"].startswith("difference beyond")
+
+
 def test_freeform_and_attention_answers_call_flat_weights_flat():
     flat = [{"answer_weight": 0.92, "other_weight": 0.91}] * 6 + [{"answer_weight": 0.9, "other_weight": 0.92}] * 2
     assert "nearly flat" in answer_freeform(flat)
@@ -341,3 +361,17 @@ def test_freeform_and_attention_answers_call_flat_weights_flat():
 def test_markdown_table_formats_floats_and_missing_values():
     table = markdown_table([("a", "A"), ("b", "B"), ("c", "C")], [{"a": "x", "b": 0.12345, "c": None}])
     assert table.splitlines()[2] == "| x | 0.123 | – |" and not math.isnan(0.0)
+
+
+def test_verdict_rows_flatten_single_and_grouped_verdicts():
+    from trainattn.report.answers import verdict_rows
+
+    one = verdict({"top_acc": 0.3, "top_acc_ci95": [0.2, 0.4]}, {"top_acc": 0.1, "top_acc_ci95": [0.0, 0.15]},
+                  32, "φ", "finetune", "x")
+    grouped = {"rank_4": verdict(_r(0.1), _r(0.1), 32, "rank_4", "base", "y")}
+    share = {"compared": "fact share vs uniform", "verdict": "above", "rule": "r", "would_change": "z",
+             "a_text": "0.30 [0.2, 0.4]", "b_text": "0.05"}
+    rows = verdict_rows({"generalisation": one, "scaling": grouped, "attention_shares": share})
+    assert [r["question"] for r in rows] == ["generalisation", "scaling", "attention_shares"]
+    assert rows[0]["a"] == "0.300 [0.200, 0.400]" and rows[0]["verdict"] == "above"
+    assert rows[1]["b"] == "0.100" and rows[1]["verdict"] == "level" and rows[2]["a"] == "0.30 [0.2, 0.4]"

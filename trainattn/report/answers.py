@@ -3,15 +3,20 @@
 
 Every sentence is built from the numbers it is given, so the same code words the
 answer of a tiny CI run and of the CPU reference run, whichever way they come out.
-Two accuracies over n TO-LEARN facts count as different only when they differ by
-more than :func:`accuracy_tolerance`: one probe (1 / n) or two standard errors of
-the difference of two proportions, whichever is larger. So a run too small to
-tell two methods apart says so instead of wording noise as a finding.
+Two runs count as different only when their 95 % intervals of Top Acc (bootstrapped over
+facts, :func:`trainattn.studies.ablations.ckl_numbers`) are disjoint. A row without an
+interval falls back to :func:`accuracy_tolerance`: one probe (1 / n) or two standard errors
+of the difference of two proportions, whichever is larger. So a run too small to tell two
+methods apart says so instead of wording noise as a finding. :func:`verdict` gives the same
+comparison as data (for the results file): above / level / below, the numbers behind it, and
+what would change it.
 """
 
 from __future__ import annotations
 
 import math
+
+from trainattn.core.intervals import compare as intervals_compare
 
 
 def compare(a: float, b: float, tol: float) -> str:
@@ -34,6 +39,31 @@ def accuracy_tolerance(a: float | None, b: float | None, n: int) -> float:
 
 def _cmp(a, b, n: int) -> str:
     return compare(a, b, accuracy_tolerance(a, b, n))
+
+
+def _vs(a: dict, b: dict, n: int) -> str:
+    """Row ``a``'s Top Acc against row ``b``'s: by their 95 % intervals when both have one
+    (``top_acc_ci95``), else by :func:`accuracy_tolerance`. ``"above"``, ``"below"`` or ``"level with"``."""
+    ca, cb = a.get("top_acc_ci95"), b.get("top_acc_ci95")
+    if ca is None or cb is None:
+        return _cmp(a["top_acc"], b["top_acc"], n)
+    if a["top_acc"] is None or b["top_acc"] is None:
+        return "not comparable with"
+    return {"above": "above", "below": "below", "level": "level with"}[intervals_compare(ca, cb)]
+
+
+def verdict(a: dict, b: dict, n: int, a_name: str, b_name: str, would_change: str) -> dict:
+    """One answer's verdict as data: ``{"verdict": "above" | "level" | "below", "compared": "a vs b",
+    "a": {top_acc, top_acc_ci95}, "b": …, "rule", "would_change"}`` (Top Acc of row ``a`` against ``b``)."""
+    by_interval = a.get("top_acc_ci95") is not None and b.get("top_acc_ci95") is not None
+    word = _vs(a, b, n)
+    return {"verdict": {"level with": "level", "not comparable with": "level"}.get(word, word),
+            "compared": f"{a_name} vs {b_name}",
+            "a": {"top_acc": a["top_acc"], "top_acc_ci95": a.get("top_acc_ci95")},
+            "b": {"top_acc": b["top_acc"], "top_acc_ci95": b.get("top_acc_ci95")},
+            "rule": ("95 % intervals over facts disjoint" if by_interval
+                     else f"difference beyond max(1/n, 2 standard errors), n = {n}"),
+            "would_change": would_change}
 
 
 def _f(x) -> str:
@@ -62,27 +92,27 @@ def answer_generalisation(rows: dict[str, dict], n_to_learn: int, held_out: list
     n = n_to_learn
     seen, full, ft, oracle = (rows[k] for k in ("phi_seen", "phi_all", "finetune", "oracle"))
     text = (f"On TO-LEARN facts of the held-out relations ({', '.join(held_out)}), TAALM with a φ that never saw "
-            f"them reached Top Acc {_f(seen['top_acc'])}, {_cmp(seen['top_acc'], full['top_acc'], n)} "
+            f"them reached Top Acc {_f(seen['top_acc'])}, {_vs(seen, full, n)} "
             f"the φ meta-trained on all relations ({_f(full['top_acc'])}) and "
-            f"{_cmp(seen['top_acc'], ft['top_acc'], n)} plain fine-tuning ({_f(ft['top_acc'])}); "
+            f"{_vs(seen, ft, n)} plain fine-tuning ({_f(ft['top_acc'])}); "
             f"the oracle reached {_f(oracle['top_acc'])}. ")
     share = _gap_share(seen, ft, oracle)
     if share is not None:
         text += f"That closes {share:.0%} of the gap from fine-tuning to the oracle. "
-    verdict = _cmp(seen["top_acc"], full["top_acc"], n)
+    verdict = _vs(seen, full, n)
     if nothing_learned(rows.values(), 1.0 / n):
         text += EMPTY
-    elif verdict == "level with" and _cmp(seen["top_acc"], ft["top_acc"], n) == "above":
+    elif verdict == "level with" and _vs(seen, ft, n) == "above":
         text += "So in this run φ transfers to relations it was not meta-trained on."
     elif verdict == "below":
         text += ("So in this run φ transfers only partly: part of what it learned is specific to the "
                  "relations it was meta-trained on.")
-    elif _cmp(seen["top_acc"], ft["top_acc"], n) != "above":
+    elif _vs(seen, ft, n) != "above":
         text += ("So in this run neither φ beats fine-tuning by more than the noise of "
                  f"{n} facts: the run is too small (or φ too little trained) to tell whether it generalises.")
     else:
         text += "So in this run φ does no worse on relations it never saw."
-    if "phi_03" in rows and _cmp(rows["phi_03"]["top_acc"], full["top_acc"], n) == "above":
+    if "phi_03" in rows and _vs(rows["phi_03"], full, n) == "above":
         text += (f" Chapter 03's φ, meta-trained longer on all relations, reached {_f(rows['phi_03']['top_acc'])} "
                  "on the same facts: this chapter's meta-training budget is what holds its φs back.")
     return text
@@ -151,19 +181,19 @@ def answer_heuristics(rows: dict[str, dict], phi_keys: str | list[str], n_to_lea
     b, ft = heuristics[best], rows["finetune"]
     phi_key = max(phi_keys, key=lambda k: rows[k]["top_acc"])
     phi = rows[phi_key]
-    against = ", ".join(f"{_cmp(b['top_acc'], rows[k]['top_acc'], n)} {k} ({_f(rows[k]['top_acc'])}, NF "
+    against = ", ".join(f"{_vs(b, rows[k], n)} {k} ({_f(rows[k]['top_acc'])}, NF "
                         f"{_f(rows[k]['nf_acc'])})" for k in phi_keys)
     text = (f"The best simple score was {best} (Top Acc {_f(b['top_acc'])}, NF Acc {_f(b['nf_acc'])}): "
-            f"{against}; {_cmp(b['top_acc'], ft['top_acc'], n)} fine-tuning ({_f(ft['top_acc'])}); "
+            f"{against}; {_vs(b, ft, n)} fine-tuning ({_f(ft['top_acc'])}); "
             f"the oracle reached {_f(rows['oracle']['top_acc'])}. ")
-    verdict = _cmp(b["top_acc"], phi["top_acc"], n)
+    verdict = _vs(b, phi, n)
     if nothing_learned(rows.values(), 1.0 / n):
         text += EMPTY
     elif verdict == "below":
         text += f"In this run meta-learning earns its cost: no heuristic matches {phi_key}."
     elif verdict == "above":
         text += "In this run a heuristic does better than φ: the meta-learning is not what makes the gain."
-    elif _cmp(phi["top_acc"], ft["top_acc"], n) != "above":
+    elif _vs(phi, ft, n) != "above":
         text += (f"In this run neither the heuristics nor φ beat fine-tuning by more than the noise of {n} "
                  "facts: too small to tell.")
     else:
@@ -176,10 +206,10 @@ def answer_unpaired(rows: dict[str, dict], paired_key: str, finetune: dict, n_to
     """Q4 in words: each probe-free strategy against the paired-data φ and fine-tuning."""
     n = n_to_learn
     paired = rows[paired_key]
-    parts = [f"{k} reached Top Acc {_f(r['top_acc'])}, {_cmp(r['top_acc'], paired['top_acc'], n)} the "
-             f"paired-data φ ({_f(paired['top_acc'])}) and {_cmp(r['top_acc'], finetune['top_acc'], n)} "
+    parts = [f"{k} reached Top Acc {_f(r['top_acc'])}, {_vs(r, paired, n)} the "
+             f"paired-data φ ({_f(paired['top_acc'])}) and {_vs(r, finetune, n)} "
              f"fine-tuning ({_f(finetune['top_acc'])})" for k, r in rows.items() if k != paired_key]
-    good = [k for k, r in rows.items() if k != paired_key and _cmp(r["top_acc"], paired["top_acc"], n) != "below"]
+    good = [k for k, r in rows.items() if k != paired_key and _vs(r, paired, n) != "below"]
     head = "Without hand-written probes: " + "; ".join(parts) + "."
     if nothing_learned([*rows.values(), finetune], 1.0 / n):
         if oracle is not None and not nothing_learned([oracle], 1.0 / n):
@@ -216,11 +246,11 @@ def answer_scaling(rows: list[dict], base: str, n_to_learn: int) -> str:
             ("the meta-training time", times("meta_seconds", r)),
             ("the peak memory", times("peak_mb", r))) if x is not None]
         parts.append(f"{r['variant']} ({', '.join(costs)}) reached Top Acc "
-                     f"{_f(r['top_acc'])}, {_cmp(r['top_acc'], ref['top_acc'], n)} the base φ ({_f(ref['top_acc'])})")
+                     f"{_f(r['top_acc'])}, {_vs(r, ref, n)} the base φ ({_f(ref['top_acc'])})")
     cost = "phi_trainable" if all(r.get("phi_trainable") for r in rows) else "meta_seconds"
     cheaper = [r["variant"] for r in rows if r["variant"] != base and r[cost] < ref[cost]
-               and _cmp(r["top_acc"], ref["top_acc"], n) != "below"]
-    better = [r["variant"] for r in rows if r["variant"] != base and _cmp(r["top_acc"], ref["top_acc"], n) == "above"]
+               and _vs(r, ref, n) != "below"]
+    better = [r["variant"] for r in rows if r["variant"] != base and _vs(r, ref, n) == "above"]
     if nothing_learned(rows, 1.0 / n):
         return "; ".join(parts) + ". No φ taught θ anything measurable here, so only the costs can be compared."
     what = "fewer trainable parameters" if cost == "phi_trainable" else "less meta-training time"
@@ -231,3 +261,29 @@ def answer_scaling(rows: list[dict], base: str, n_to_learn: int) -> str:
     return "; ".join(parts) + "." + tail
 
 
+
+
+VERDICT_COLUMNS = [("question", "question"), ("compared", "compared (Top Acc, a vs b)"), ("verdict", "verdict"),
+                   ("a", "a [95 % CI]"), ("b", "b [95 % CI]"), ("rule", "rule"), ("would_change", "what would change it")]
+
+
+def verdict_rows(verdicts: dict[str, dict]) -> list[dict]:
+    """The chapter's answers at a glance: one row per :func:`verdict` (a question may hold several,
+    keyed by what was compared), with each side's Top Acc and interval as text."""
+
+    def side(x: dict) -> str:
+        ci = x.get("top_acc_ci95")
+        return _f(x.get("top_acc")) + ("" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
+
+    rows = []
+    for question, v in verdicts.items():
+        for one in ([v] if "verdict" in v else list(v.values())):
+            if "a" not in one:  # a verdict of another kind (e.g. a weight share): its own numbers
+                rows.append({"question": question, **{k: one.get(k) for k in ("compared", "verdict", "rule",
+                                                                                 "would_change")},
+                             "a": one.get("a_text"), "b": one.get("b_text")})
+                continue
+            rows.append({"question": question, "compared": one["compared"], "verdict": one["verdict"],
+                         "a": side(one["a"]), "b": side(one["b"]), "rule": one["rule"],
+                         "would_change": one["would_change"]})
+    return rows

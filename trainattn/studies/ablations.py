@@ -30,6 +30,7 @@ import torch
 
 from trainattn.config import CKLConfig, MetaConfig, to_dict
 from trainattn.core.inner import make_inner_optimizer
+from trainattn.core.intervals import RunFacts, bootstrap
 from trainattn.core.lora import add_lora, trainable_tensors
 from trainattn.core.losses import per_token_nll, token_weighted_loss, uniform_weights
 from trainattn.core.meta import MetaExample, MetaLearner, theta_logits
@@ -146,10 +147,15 @@ ROW_KEYS = (
 
 
 def ckl_numbers(result: dict) -> dict:
+    """A CKL run's row: the paper's metrics (test-curve reading), their 95 % intervals over facts
+    (:func:`~trainattn.core.intervals.bootstrap`; ``None`` without per-fact scores), time, curves."""
     m = result["metrics"]["test_chosen"]
     seconds = sum(t["train_s"] + t["eval_s"] for t in result["timings"])
+    facts = RunFacts.from_result(result, "test")
+    ci = bootstrap([facts]) if facts is not None else {}
     return {"top_acc": m["top_acc"], "epoch": m["epoch"], "nf_acc": m["nf_acc"],
             "total_knowledge": m["total_knowledge"], "ckl_seconds": seconds,
+            "top_acc_ci95": ci.get("top_acc_ci95"), "nf_acc_ci95": ci.get("nf_acc_ci95"),
             "to_learn_acc": result["curves"]["to_learn"]["acc"],
             "not_to_forget_acc": result["curves"]["not_to_forget"]["acc"]}
 
