@@ -219,3 +219,17 @@ def test_category_shares_by_hand():
     assert all(v["lift"] is None or v["lift"] == pytest.approx(1.0) for v in flat.values())
     with pytest.raises(ValueError):
         category_shares([])
+
+
+def test_a_consistent_but_tiny_share_gain_is_level_a_clear_one_is_a_direction():
+    from trainattn.studies.freeform_focus import FLAT_LIFT, focus_by_style
+
+    def rows(lift):
+        return [{"style": "news", "ratio": lift, "uniform_share": u, "answer_share": u * lift}
+                for u in (0.05, 0.08, 0.1, 0.12, 0.2)]
+
+    assert FLAT_LIFT == 0.05
+    tiny = focus_by_style(rows(1.001))["all"]  # every document +0.1 %: an interval alone excludes 0
+    assert tiny["share_gain_ci95"][0] > 0 and tiny["verdict"] == "level"
+    assert focus_by_style(rows(1.5))["all"]["verdict"] == "above"
+    assert focus_by_style(rows(0.5))["all"]["verdict"] == "below"

@@ -33,6 +33,10 @@ from trainattn.data.token_categories import CATEGORIES, mean_shares
 from trainattn.data.token_categories import category_shares as _document_category_shares
 
 ZERO_BAND = 1e-9
+# A share gain within ±FLAT_LIFT × the uniform share (a lift between 0.95 and 1.05) is "level":
+# a nearly untrained φ moves shares by 1e-5 consistently across documents, which an interval
+# alone would call a direction, and which other CPU kernels can flip.
+FLAT_LIFT = 0.05
 """Half-width of the band around 0 that :func:`focus_by_style`'s verdict compares the paired
 difference's interval with: a flat φ's share differences are 0 up to rounding (~1e-17), not above."""
 
@@ -157,7 +161,8 @@ def _group_summary(rows: list[dict], n_boot: int, seed: int) -> dict:
         out[m] = float(point[i])
         # a draw's mean can differ from the point in the last bit; the interval holds the point
         out[f"{m}_ci95"] = [float(min(low[i], point[i])), float(max(high[i], point[i]))]
-    out["verdict"] = compare(out["share_gain_ci95"], [-ZERO_BAND, ZERO_BAND])
+    band = max(ZERO_BAND, FLAT_LIFT * out["uniform_share"])
+    out["verdict"] = compare(out["share_gain_ci95"], [-band, band])
     return out
 
 
@@ -172,8 +177,9 @@ def focus_by_style(rows: Sequence[dict], n_boot: int = N_BOOT, seed: int = BOOT_
 
     ``verdict``: ``"above"`` / ``"level"`` / ``"below"`` for the answer's weight share against the
     uniform share, judged on the interval of the PAIRED difference ``share_gain``: it is
-    :func:`~trainattn.core.intervals.compare` of that interval with ``[-ZERO_BAND, ZERO_BAND]``
-    (:data:`ZERO_BAND` absorbs rounding, so a flat φ is "level"). A group without documents has
+    :func:`~trainattn.core.intervals.compare` of that interval with ``±FLAT_LIFT × uniform_share``
+    (:data:`FLAT_LIFT`: a lift within 1 ± 0.05 is too small to call a direction, so a nearly flat φ
+    is "level"; at least :data:`ZERO_BAND`). A group without documents has
     ``None`` values and verdict ``"level"``.
 
     Each group draws with its own generator seeded by ``seed``, so a group's intervals do not
