@@ -12,6 +12,11 @@ What it runs, in priority order:
    grid: finetune, oracle and TAALM on 3 seeds, every other baseline on seed 0. Records go to
    ``results/cpu/runs/splits/split-S/{phi,lama_ckl}/``.
 
+3. With ``--chapters``: chapters 05, 06 and 07 at the ``cpu`` profile (TemporalWiki, the
+   ablations, the open questions at chapter 03's budget), each executed in plain Python
+   (``scripts/run_notebook_plain.py``) into ``runs/reproduce_cpu/results/``; their runs resume in
+   the profile's ``run_dir``. They use chapter 03's φ only, so they start at once.
+
 Every job is a ``trainattn`` command that resumes where it stopped and reads finished runs back
 (run folders are locked, so a job that reaches a run another process is computing waits for it and
 reads it back). So the script can be stopped at any point (``--deadline``, Ctrl-C) and started
@@ -102,6 +107,22 @@ def plan(splits: list[int], device: str = "cpu", tailored=tailored_folder) -> li
     return jobs
 
 
+CHAPTERS = ("05_temporalwiki", "06_ablations", "07_open_questions")
+CHAPTERS_WITH_DEVICE = ("06_ablations", "07_open_questions")  # 05 has no device parameter
+
+
+def chapter_jobs(device: str = "cpu", results: str = "runs/reproduce_cpu/results") -> list[Job]:
+    """Chapters 05-07 at the cpu profile, each one job (a notebook executed in plain Python)."""
+    jobs = []
+    for stem in CHAPTERS:
+        command = [sys.executable, "scripts/run_notebook_plain.py", f"notebooks/{stem}.ipynb", "--profile", "cpu",
+                   "--results-path", f"{results}/{stem}.json"]
+        if stem in CHAPTERS_WITH_DEVICE:
+            command += ["--set", f"device={device}"]
+        jobs.append(Job(f"chapter-{stem}", command))
+    return jobs
+
+
 def run(jobs: list[Job], slots: int, deadline: float | None, logs: Path, threads: int) -> dict:
     """Run ``jobs`` with at most ``slots`` at once (priority order, dependencies respected) until done
     or ``deadline`` (epoch seconds); returns ``{name: {"rc", "seconds"}}``. Jobs left at the deadline
@@ -162,9 +183,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="threads per job (default: cores // slots, at least 1)")
     parser.add_argument("--deadline", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--logs", default="runs/reproduce_cpu", help="a log per job and status.json")
+    parser.add_argument("--chapters", action="store_true",
+                        help="also chapters 05-07 at the cpu profile (after split 42's grid in the queue)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     args = parser.parse_args(argv)
     jobs = plan(args.splits, args.device)
+    if args.chapters:  # after the reference split's grid, before the other splits
+        cut = next((i for i, j in enumerate(jobs) if j.name.startswith("tailor-") and j.name != "tailor-42"),
+                   len(jobs))
+        jobs[cut:cut] = chapter_jobs(args.device)
     if args.only:
         wanted = set(args.only)
         unknown = wanted - {j.name for j in jobs}

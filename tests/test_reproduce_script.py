@@ -70,3 +70,13 @@ def test_only_keeps_what_a_job_needs(rc, capsys):
     assert [line.split(":")[0] for line in lines] == ["tailor-7", "phi-7", "grid-7-taalm"]
     with pytest.raises(SystemExit):
         rc.main(["--only", "grid-9-x", "--dry-run"])
+
+
+def test_chapters_run_after_the_reference_grid_with_the_device_where_declared(rc, capsys):
+    assert rc.main(["--splits", "42", "7", "--chapters", "--device", "cuda", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split(":")[0] for line in lines]
+    assert names.index("grid-42-taalm+recadam") < names.index("chapter-05_temporalwiki") < names.index("tailor-7")
+    by = dict(zip(names, lines, strict=True))
+    assert "device=cuda" in by["chapter-07_open_questions"] and "device=" not in by["chapter-05_temporalwiki"]
+    assert "--profile cpu" in by["chapter-06_ablations"]

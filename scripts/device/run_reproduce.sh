@@ -18,10 +18,11 @@ echo "setup $(( $(date +%s) - START )) s"; nvidia-smi --query-gpu=name,memory.us
 # trainattn on PATH for the job queue's commands
 mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 -m trainattn.cli "$@"\n' > /tmp/bin/trainattn && chmod +x /tmp/bin/trainattn
 export PATH=/tmp/bin:$PATH
-python3 scripts/reproduce_cpu.py --device cuda --slots ${SLOTS:-12} --threads 1 --logs /tmp/w/logs \
+python3 scripts/reproduce_cpu.py --device cuda --slots ${SLOTS:-12} --threads 1 --logs /tmp/w/logs --chapters \
   --deadline $((END - START - 45)) > /tmp/w_queue.log 2>&1
 tail -40 /tmp/w_queue.log
-find results/cpu/runs/lama_ckl results/cpu/runs/splits \( -name result.json -o -path '*best/checkpoint/*/phi.safetensors' \
+find results/cpu/runs/lama_ckl results/cpu/runs/splits runs/cpu runs/reproduce_cpu \( -name result.json -o -name row.json \
+  -o -name '0[5-7]_*.json' -o -name '0[5-7]_*.png' -o -path '*best/checkpoint/*/phi.safetensors' \
   -o -path '*best/checkpoint/*/state.json' -o -path '*best/checkpoint/latest' \) 2>/dev/null \
   | tar czf /tmp/records.tgz -T - /tmp/w/logs 2>/dev/null
 split -b 15M -d /tmp/records.tgz "$OUT/records.tgz."
