@@ -236,3 +236,29 @@ def test_ckl_numbers_carry_intervals_over_facts_when_the_run_kept_per_fact_score
     assert row["top_acc_ci95"][0] <= 0.5 <= row["top_acc_ci95"][1] and row["ckl_seconds"] == 3.0
     del result["curves"]["per_fact"]
     assert ckl_numbers(result)["top_acc_ci95"] is None
+
+
+def test_a_tuned_ckl_run_chooses_its_learning_rate_on_validation(monkeypatch, tmp_path):
+    import trainattn.studies.ablations as ab
+    from trainattn.config import CKLConfig
+
+    val = {3e-4: (0.2, 5.0), 1e-3: (0.4, 6.0), 3e-3: (0.4, 4.0)}  # 3e-3: as accurate as 1e-3, lower NLL
+    made = []
+
+    def fake_run(config, theta, tokenizer, to_learn, not_to_forget, method, out_dir=None, **kw):
+        made.append((config.lr, out_dir, method))
+        acc, nll = val[config.lr]
+        return {"config": {"lr": config.lr}, "epochs_trained": 2,
+                "curves": {"val": {"acc": [0.0, acc], "nll": [9.0, nll]}},
+                "metrics": {"val_chosen": {"epoch": 1}}}
+
+    monkeypatch.setattr(ab, "run_lama_ckl", fake_run)
+    cfg = CKLConfig()
+    result = ab.tuned_ckl_run(cfg, lambda: "finetune", lambda: None, None, [], [], tmp_path, [3e-4, 1e-3, 3e-3])
+    assert [m[0] for m in made] == [3e-4, 1e-3, 3e-3] and made[2][1] == tmp_path / "lr-0.003"
+    assert result["lr_choice"]["chosen"] == 3e-3 and result["config"]["lr"] == 3e-3
+    assert [c["val_nll"] for c in result["lr_choice"]["candidates"]] == [5.0, 6.0, 4.0]
+    assert ab._lr_keys(result) == {"lr": 3e-3, "lr_choice": result["lr_choice"]}
+    made.clear()
+    plain = ab.tuned_ckl_run(cfg, lambda: "finetune", lambda: None, None, [], [], tmp_path, None)
+    assert made == [(1e-3, tmp_path, "finetune")] and "lr_choice" not in plain and ab._lr_keys(plain) == {}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from trainattn.core.losses import per_token_nll, token_weighted_loss, uniform_we
 from trainattn.core.meta import MetaExample, MetaLearner, theta_logits
 from trainattn.core.spans import encode_with_objects
 from trainattn.methods import make_method
+from trainattn.protocols.grid import choose_lr, validation_score
 from trainattn.protocols.lama_ckl import run_lama_ckl
 from trainattn.protocols.meta_training import meta_train, validate
 from trainattn.protocols.store import Run, data_fingerprint, run_identity, run_lock
@@ -160,6 +161,30 @@ def ckl_numbers(result: dict) -> dict:
             "not_to_forget_acc": result["curves"]["not_to_forget"]["acc"]}
 
 
+def tuned_ckl_run(config: CKLConfig, make, load_theta, tokenizer, to_learn, not_to_forget, out_dir,
+                  lrs: Sequence[float] | None = None, **kw) -> dict:
+    """One CKL run, or with ``lrs`` one per learning rate (``<out_dir>/lr-<lr>``) and the run whose
+    validation score is best (:func:`~trainattn.protocols.grid.choose_lr`: the test facts never
+    decide), with ``lr_choice`` added. ``make()`` returns a fresh method (a string name works too).
+    """
+    if not lrs:
+        return run_lama_ckl(config, load_theta(), tokenizer, to_learn, not_to_forget, make(), out_dir=out_dir, **kw)
+    by_lr = {float(lr): run_lama_ckl(replace(config, lr=float(lr)), load_theta(), tokenizer, to_learn, not_to_forget,
+                                     make(), out_dir=Path(out_dir) / f"lr-{float(lr):g}", **kw) for lr in lrs}
+    chosen = choose_lr(by_lr)
+    return {**by_lr[chosen], "lr_choice": {
+        "chosen": chosen, "rule": "best validation accuracy, then NLL",
+        "candidates": [{"lr": x, "val_acc": validation_score(r)[0], "val_nll": -validation_score(r)[1],
+                        "epochs_trained": r.get("epochs_trained")} for x, r in by_lr.items()]}}
+
+
+def _lr_keys(result: dict) -> dict:
+    """For a tuned run: the chosen learning rate and how it was chosen (untuned rows keep their keys)."""
+    if "lr_choice" not in result:
+        return {}
+    return {"lr": result["lr_choice"]["chosen"], "lr_choice": result["lr_choice"]}
+
+
 def run_variant(
     name: str,
     base_meta: MetaConfig,
@@ -176,13 +201,15 @@ def run_variant(
     variants: Mapping[str, Variant] | None = None,
     review_rows=None,
     progress: bool = False,
+    lrs: Sequence[float] | None = None,
 ) -> dict:
     """Meta-train, validate and run TAALM for one variant; its row of numbers (see module doc).
 
-    ``load_theta()`` returns a fresh θ without adapters (called twice: for
-    meta-training and for the CKL run); ``make_phi(phi_config, seed)`` an
-    untrained φ. ``train`` / ``val``: meta-pool examples (φ's training pool and
-    held-out documents); ``to_learn`` / ``not_to_forget``: LAMA-CKL rows.
+    ``load_theta()`` returns a fresh θ without adapters (called for meta-training and for
+    each CKL run); ``make_phi(phi_config, seed)`` an untrained φ. ``train`` / ``val``:
+    meta-pool examples (φ's training pool and held-out documents); ``to_learn`` /
+    ``not_to_forget``: LAMA-CKL rows. ``lrs``: the CKL learning rate is chosen from these on the
+    validation slice (:func:`tuned_ckl_run`: chapter 04's budget); ``None`` runs the config's.
     """
     variants = ablation_variants() if variants is None else variants
     meta_cfg, ckl_cfg = variant_configs(name, base_meta, base_ckl, variants)
@@ -195,8 +222,9 @@ def run_variant(
     val_cfg = replace(meta_cfg, val_known_masking=ckl_cfg.known_masking)
     data = data_fingerprint(train, val, to_learn, not_to_forget)
     folder = run_dir / name
+    tuned = {} if not lrs else {"lrs": [float(x) for x in lrs]}  # untuned rows keep their identity
     run = Run(folder, run_identity(variant=name, meta=to_dict(meta_cfg), validation=to_dict(val_cfg),
-                                   ckl=to_dict(ckl_cfg), data=data))
+                                   ckl=to_dict(ckl_cfg), data=data, **tuned))
     with run.lock():  # another process computing this variant: wait, then read it back
         cached = run.read_result("row.json")
         if cached is not None:
@@ -222,9 +250,8 @@ def run_variant(
             report = saved["validation"]
         del theta, learner
 
-        method = make_method("taalm", phi=phi)
-        result = run_lama_ckl(ckl_cfg, load_theta(), tokenizer, to_learn, not_to_forget, method,
-                              out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
+        result = tuned_ckl_run(ckl_cfg, lambda: make_method("taalm", phi=phi), load_theta, tokenizer, to_learn,
+                               not_to_forget, folder / "ckl", lrs, review_rows=review_rows, progress=progress)
         history = meta["history"]
         row = {
             "variant": name, "description": variants[name].description, "phi_from": owner,
@@ -236,6 +263,7 @@ def run_variant(
             "val_uniform_acc": report["uniform"]["accuracy"], "val_uniform_nll": report["uniform"]["nll"],
             "weight_object": report["weight_object"], "weight_other": report["weight_other"],
             **ckl_numbers(result),
+            **_lr_keys(result),
         }
         run.write_result({"row": row}, "row.json")
         return row
@@ -252,19 +280,23 @@ def run_reference(
     not_to_forget: list[dict],
     review_rows=None,
     progress: bool = False,
+    lrs: Sequence[float] | None = None,
 ) -> dict:
-    """A φ-free CKL run (e.g. ``"finetune"``) at the same scale, in ``<run_dir>/<method>/``: its numbers."""
+    """A φ-free CKL run (e.g. ``"finetune"``) at the same scale, in ``<run_dir>/<method>/``: its numbers.
+
+    ``lrs`` as for :func:`run_variant`."""
     config = replace(base_ckl, method=method, phi_checkpoint=None,
                      n_to_learn=len(to_learn), n_not_to_forget=len(not_to_forget))
     folder = Path(run_dir) / method
-    run = Run(folder, run_identity(ckl=to_dict(config), data=data_fingerprint(to_learn, not_to_forget)))
+    tuned = {} if not lrs else {"lrs": [float(x) for x in lrs]}
+    run = Run(folder, run_identity(ckl=to_dict(config), data=data_fingerprint(to_learn, not_to_forget), **tuned))
     with run.lock():
         cached = run.read_result("row.json")
         if cached is not None:
             return cached["row"]
-        result = run_lama_ckl(config, load_theta(), tokenizer, to_learn, not_to_forget, method,
-                              out_dir=folder / "ckl", review_rows=review_rows, progress=progress)
-        row = {"variant": method, **ckl_numbers(result)}
+        result = tuned_ckl_run(config, lambda: method, load_theta, tokenizer, to_learn, not_to_forget,
+                               folder / "ckl", lrs, review_rows=review_rows, progress=progress)
+        row = {"variant": method, **ckl_numbers(result), **_lr_keys(result)}
         run.write_result({"row": row}, "row.json")
         return row
 

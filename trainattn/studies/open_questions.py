@@ -363,10 +363,11 @@ class OpenQuestionRuns:
     """
 
     def __init__(self, base_model, tokenizer, base_meta: MetaConfig, base_ckl: CKLConfig,
-                 data: GeneralisationData, run_dir, device="cpu"):
+                 data: GeneralisationData, run_dir, device="cpu", lrs=None):
         self.base_model, self.tokenizer = base_model, tokenizer
         self.base_meta, self.base_ckl, self.data = base_meta, base_ckl, data
         self.run_dir, self.device = Path(run_dir), device
+        self.lrs = list(lrs) if lrs else None  # TAALM's CKL learning rate chosen on validation (chapter 04's budget)
 
     def load_theta(self):
         """A fresh θ (no adapters) for one run."""
@@ -396,7 +397,7 @@ class OpenQuestionRuns:
             return run_variant(name, self.base_meta, self.base_ckl, run_dir=folder, tokenizer=self.tokenizer,
                                load_theta=self.load_theta, make_phi=self.make_phi, train=train,
                                val=self.data.val, to_learn=self.data.to_learn,
-                               not_to_forget=self.data.not_to_forget, variants=variants)
+                               not_to_forget=self.data.not_to_forget, variants=variants, lrs=self.lrs)
 
         return measured(folder / name, run) if measure else run()
 
