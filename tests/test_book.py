@@ -115,7 +115,7 @@ def test_temporalwiki_profiles():
     assert ci["max_probes"] <= 16 and ci["phi_run"] == "book/executed/results/ci/03_meta_training_work"
     assert ci["run_dir"] is None  # next to the results: the runner clears it
     # the cpu φ is chapter 03's committed run record
-    assert cpu["phi_run"] == "results/cpu/runs/03_meta_training/best" and cpu["run_dir"] == "runs/cpu/05_temporalwiki"
+    assert cpu["phi_run"] == "results/cpu/runs/03_meta_training/best" and cpu["run_dir"] == "results/cpu/runs/05_temporalwiki"  # committed records
     # the paper's Table 2 settings: the real diff-sets, every probe, lr 1e-4, batch 64, QLoRA r 64 / alpha 16
     assert gpu["documents"] == "diffset" and gpu["max_probes"] is None
     assert (gpu["lr"], gpu["batch_size"], gpu["lora_rank"], gpu["lora_alpha"]) == (1e-4, 64, 64, 16)

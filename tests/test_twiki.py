@@ -358,3 +358,13 @@ def test_max_probes_subsamples_deterministically():
     a, b = subsample_probes(rows, 5, 0, 1), subsample_probes(rows, 5, 0, 1)
     assert a == b and len(a) == 5 and a == sorted(a, key=rows.index)
     assert subsample_probes(rows, 5, 1, 1) != a and subsample_probes(rows, 50, 0, 1) == rows
+
+
+def test_a_finished_run_reads_back_from_its_record_without_theta_checkpoints(tokenizer, tmp_path):
+    first, _ = run(tokenizer, config(), out_dir=tmp_path, periods=("0910",))
+    removed = [p for p in tmp_path.rglob("*") if p.suffix in (".safetensors", ".pt")]
+    assert removed  # the resumable θ / optimizer state was there
+    for p in removed:
+        p.unlink()
+    again, _ = run(tokenizer, config(), out_dir=tmp_path, periods=("0910",))  # a committed record: JSON only
+    assert again == json.loads(json.dumps(first))

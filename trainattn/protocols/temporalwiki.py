@@ -271,6 +271,9 @@ def _run_temporalwiki(config, model, tokenizer, periods, documents_by_period, pr
             trainable_tensors(theta).values(), lr=config.lr, weight_decay=config.weight_decay)
 
     run = twiki_run(config, method, periods, docs, probes, source, review_documents, out_dir)
+    finished = run.read_result()
+    if finished is not None:  # the same run, finished (here or on another machine): read back, no θ needed
+        return finished
     state = restore_training_state(run, theta, fresh_optimizer(periods[0]), method)
     state = state or {"epoch": 0, "curves": [], "timings": []}  # "epoch" = periods finished
     first_step = sum(updates[p] for p in periods[: state["epoch"]])
