@@ -21,9 +21,9 @@ export PATH=/tmp/bin:$PATH
 python3 scripts/reproduce_cpu.py --device cuda --slots ${SLOTS:-12} --threads 1 --logs /tmp/w/logs --chapters \
   --deadline $((END - START - 45)) > /tmp/w_queue.log 2>&1
 tail -40 /tmp/w_queue.log
-find results/cpu/runs/lama_ckl results/cpu/runs/splits runs/cpu runs/reproduce_cpu \( -name result.json -o -name row.json \
-  -o -name '0[5-7]_*.json' -o -name '0[5-7]_*.png' -o -path '*best/checkpoint/*/phi.safetensors' \
-  -o -path '*best/checkpoint/*/state.json' -o -path '*best/checkpoint/latest' \) 2>/dev/null \
+find results/cpu/runs/lama_ckl results/cpu/runs/splits results/cpu/runs/0[5-7]_* runs/reproduce_cpu \
+  \( -name '*.json' -o -name '*.png' -o -name latest -o -path '*best/checkpoint/*/phi.safetensors' \
+  -o -path '*paired_*/base/meta/checkpoint/*/phi.safetensors' \) 2>/dev/null \
   | tar czf /tmp/records.tgz -T - /tmp/w/logs 2>/dev/null
 split -b 15M -d /tmp/records.tgz "$OUT/records.tgz."
 ls -la "$OUT"
