@@ -29,6 +29,15 @@ def save_figure(fig, path) -> Path:
     return path
 
 
+def _laid_out(fig, path):
+    """``fig`` saved to ``path`` (:func:`save_figure`), or only laid out when ``path`` is ``None``; the figure."""
+    if path is not None:
+        save_figure(fig, path)
+    else:
+        fig.tight_layout()
+    return fig
+
+
 def token_weight_html(tokens: list[str], weights, object_mask=None, scale: float = 1.0,
                       underline=None, rgb: str = "255, 140, 0", unit: str = "") -> str:
     """Tokens shaded by value (white 0 → colour ``rgb`` at ``scale``), object tokens boxed.
@@ -88,11 +97,7 @@ def plot_meta_history(result: dict, path=None):
                       color="C0", marker="x", label="held-out: other")
     right.set(xlabel="meta-step", ylabel="mean token weight", title="where φ puts its weight", ylim=(0, 1.02))
     right.legend(fontsize=8)
-    if path is not None:
-        save_figure(fig, path)
-    else:
-        fig.tight_layout()
-    return fig
+    return _laid_out(fig, path)
 
 
 def plot_curves(results: list[dict], path) -> Path:
@@ -339,8 +344,4 @@ def plot_phi_validations(rows: list[dict], path=None):
     right.set(xlabel="meta-step", ylabel="object ÷ other tokens' mean weight", title="φ's focus on the object",
               yscale="log")
     left.legend(fontsize=8)
-    if path is not None:
-        save_figure(fig, path)
-    else:
-        fig.tight_layout()
-    return fig
+    return _laid_out(fig, path)
