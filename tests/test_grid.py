@@ -282,7 +282,11 @@ def test_read_grid_chooses_the_rate_again_and_reads_every_seed_without_computing
     (run_dir_for(tmp_path, "rho1", 0, 0.2)).mkdir(parents=True)
     results = read_grid(tmp_path)
     assert [(r["method"], r["seed"], r["config"]["lr"]) for r in results] == [("finetune", 0, 0.2), ("finetune", 1, 0.2)]
-    assert all(r["lr_choice"]["chosen"] == 0.2 for r in results)
+    assert all(r["lr_choice"] == {
+        "chosen": 0.2, "rule": "best validation accuracy, then NLL", "seed": 0,
+        "candidates": [{"lr": 0.1, "val_acc": 0.5, "val_nll": 2.0, "epochs_trained": 1},
+                       {"lr": 0.2, "val_acc": 0.5, "val_nll": 1.0, "epochs_trained": 1},
+                       {"lr": 0.3, "val_acc": 0.0, "val_nll": 0.5, "epochs_trained": 1}]} for r in results)
     assert results[0]["metrics"] == run_metrics(results[0]["curves"])  # recomputed, not the stored ones
     _record(run_dir_for(tmp_path, "oracle", 0), "oracle", 0, 0.1, 0.5, 1.0, data="d7")
     with pytest.raises(TrainattnError, match="2 different fact sets"):

@@ -70,6 +70,24 @@ def choose_lr(results_by_lr: dict[float, dict]) -> float:
     return max(lrs, key=lambda lr: (validation_score(results_by_lr[lr]), -lrs.index(lr)))
 
 
+LR_RULE = "best validation accuracy, then NLL"
+
+
+def lr_choice_record(results_by_lr: dict[float, dict], seed: int | None = None) -> tuple[float, dict]:
+    """The chosen learning rate (:func:`choose_lr`) and the ``lr_choice`` record a tuned run keeps.
+
+    The record holds every candidate's validation score and epochs trained, the rule, and (when
+    given) the seed whose runs decided.
+    """
+    lr = choose_lr(results_by_lr)
+    record = {"chosen": lr, "rule": LR_RULE}
+    if seed is not None:
+        record["seed"] = seed
+    record["candidates"] = [{"lr": x, "val_acc": validation_score(r)[0], "val_nll": -validation_score(r)[1],
+                             "epochs_trained": r.get("epochs_trained")} for x, r in results_by_lr.items()]
+    return lr, record
+
+
 def run_lama_ckl_grid(
     base: CKLConfig,
     methods: Sequence[str],
@@ -147,10 +165,7 @@ def run_lama_ckl_grid(
     if lrs:
         for method in methods:
             tuning = {float(lr): one_run(method, seeds[0], float(lr)) for lr in lrs}
-            lr = choose_lr(tuning)
-            choice = {"chosen": lr, "seed": seeds[0], "rule": "best validation accuracy, then NLL",
-                      "candidates": [{"lr": x, "val_acc": validation_score(r)[0], "val_nll": -validation_score(r)[1],
-                                      "epochs_trained": r.get("epochs_trained")} for x, r in tuning.items()]}
+            lr, choice = lr_choice_record(tuning, seed=seeds[0])
             chosen[method] = (lr, choice)
             if log is not None:
                 log(f"{canonical_method_name(method)}: lr {lr:g} chosen on the validation slice")
@@ -479,11 +494,7 @@ def read_grid(run_root: str | Path) -> list[dict]:
             candidates = {float(p.name.removeprefix("lr-")): load(p) for p in tuned}
             if any(r is None for r in candidates.values()):
                 continue  # a candidate still running: the rate cannot be chosen yet
-            lr = choose_lr(dict(sorted(candidates.items())))
-            choice = {"chosen": lr, "seed": seeds[0][0], "rule": "best validation accuracy, then NLL",
-                      "candidates": [{"lr": x, "val_acc": validation_score(r)[0],
-                                      "val_nll": -validation_score(r)[1], "epochs_trained": r.get("epochs_trained")}
-                                     for x, r in sorted(candidates.items())]}
+            lr, choice = lr_choice_record(dict(sorted(candidates.items())), seed=seeds[0][0])
         for _, seed_dir in seeds:
             folder = seed_dir / method_dir.name
             result = load(folder if lr is None else folder / f"lr-{lr:g}")

@@ -36,7 +36,7 @@ from trainattn.core.losses import per_token_nll, token_weighted_loss, uniform_we
 from trainattn.core.meta import MetaExample, MetaLearner, theta_logits
 from trainattn.core.spans import encode_with_objects
 from trainattn.methods import make_method
-from trainattn.protocols.grid import choose_lr, validation_score
+from trainattn.protocols.grid import lr_choice_record
 from trainattn.protocols.lama_ckl import run_lama_ckl
 from trainattn.protocols.meta_training import meta_train, validate
 from trainattn.protocols.store import Run, data_fingerprint, run_identity, run_lock
@@ -171,11 +171,8 @@ def tuned_ckl_run(config: CKLConfig, make, load_theta, tokenizer, to_learn, not_
         return run_lama_ckl(config, load_theta(), tokenizer, to_learn, not_to_forget, make(), out_dir=out_dir, **kw)
     by_lr = {float(lr): run_lama_ckl(replace(config, lr=float(lr)), load_theta(), tokenizer, to_learn, not_to_forget,
                                      make(), out_dir=Path(out_dir) / f"lr-{float(lr):g}", **kw) for lr in lrs}
-    chosen = choose_lr(by_lr)
-    return {**by_lr[chosen], "lr_choice": {
-        "chosen": chosen, "rule": "best validation accuracy, then NLL",
-        "candidates": [{"lr": x, "val_acc": validation_score(r)[0], "val_nll": -validation_score(r)[1],
-                        "epochs_trained": r.get("epochs_trained")} for x, r in by_lr.items()]}}
+    chosen, choice = lr_choice_record(by_lr)
+    return {**by_lr[chosen], "lr_choice": choice}
 
 
 def _lr_keys(result: dict) -> dict:
