@@ -259,13 +259,13 @@ def test_a_run_counts_the_pools_its_method_reads(tokenizer, tmp_path):
     assert "pools" not in read_json(run_dir_for(tmp_path, "finetune", 0) / "result.json")["identity"]
 
 
-def _record(folder, method, seed, lr, val_acc, val_nll, data="d42"):
+def _record(folder, method, seed, lr, val_acc, val_nll, data="d42", val_indices=(1, 3)):
     per_fact = {"to_learn": [[0] * 4, [1, 0, 1, 0]], "not_to_forget": [[1, 1], [1, 0]]}
     curves = {"to_learn": {"acc": [0, 0.5]}, "not_to_forget": {"acc": [1, 0.5]},
               "val": {"acc": [0, val_acc], "nll": [9, val_nll]}, "to_learn_rest": {"acc": [0, 1.0]},
               "train_loss": [None, 1.0], "per_fact": per_fact}
     result = {"method": method, "seed": seed, "labels": {}, "config": {"lr": lr}, "epochs_trained": 1,
-              "timings": [], "val_indices": [1, 3], "curves": curves, "metrics": {"stale": True},
+              "timings": [], "val_indices": list(val_indices), "curves": curves, "metrics": {"stale": True},
               "identity": {"data_sha256": data}}
     write_json_atomic(folder / "result.json", result)
 
@@ -293,6 +293,17 @@ def test_read_grid_chooses_the_rate_again_and_reads_every_seed_without_computing
         read_grid(tmp_path)
     with pytest.raises(TrainattnError, match="not a LAMA-CKL grid"):
         read_grid(tmp_path / "seed-0")
+
+
+def test_seeds_with_different_validation_slices_are_summarised(tmp_path):
+    from trainattn.protocols.grid import read_grid
+
+    _record(run_dir_for(tmp_path, "finetune", 0), "finetune", 0, 1e-3, 0.5, 1.0, val_indices=(1, 3))
+    _record(run_dir_for(tmp_path, "finetune", 1), "finetune", 1, 1e-3, 0.5, 1.0, val_indices=(0, 2))
+    s = grid.summarise(read_grid(tmp_path))["finetune"]
+    # epoch 1 learns facts 0 and 2: seed 0 counts them (1.0), seed 1 counts facts 1 and 3 (0.0)
+    assert s["val_top_acc_ci95"] == [0.0, 1.0]
+    assert s["top_acc_mean"] == 0.5 and s["top_acc_ci95"][0] <= 0.5 <= s["top_acc_ci95"][1]
 
 
 def test_ckl_pool_cli_pools_two_splits(tmp_path, capsys):

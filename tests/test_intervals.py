@@ -47,6 +47,18 @@ def test_bootstrap_refuses_runs_on_different_facts():
         bootstrap([facts([[0, 1]], [[1]]), facts([[0, 1, 1]], [[1]])])
 
 
+def test_seeds_with_their_own_validation_slices_each_count_the_facts_outside_theirs():
+    per_fact = [[0, 0, 0, 0], [1, 1, 0, 0]]  # epoch 1: facts 0 and 1 learned, 2 and 3 not
+    a = facts(per_fact, [[1], [1]], chosen_epoch=1, facts=np.array([0, 1]))  # slice {2, 3}
+    b = facts(per_fact, [[1], [1]], chosen_epoch=1, facts=np.array([2, 3]))  # slice {0, 1}
+    out = bootstrap([a, b], n_boot=400)
+    assert out["top_acc"] == 0.5  # a: 1.0 on its facts, b: 0.0 on its own
+    # every draw keeps a at 1 and b at 0, so only the seed draw moves it: AA, AB/BA or BB
+    assert out["top_acc_ci95"] == [0.0, 1.0] and out["nf_acc_ci95"] == [1.0, 1.0]
+    shared = bootstrap([a, facts(per_fact, [[1], [1]], chosen_epoch=1, facts=np.array([0, 1]))], n_boot=50)
+    assert shared["top_acc"] == 1.0 and shared["top_acc_ci95"] == [1.0, 1.0]
+
+
 def test_from_result_reads_both_readings():
     result = {"curves": {"to_learn": {"acc": [0, 0.5]}, "per_fact": {"to_learn": [[0, 0, 0, 0], [1, 0, 1, None]],
                                                                      "not_to_forget": [[1, 1], [1, 0]]}},

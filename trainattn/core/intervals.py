@@ -10,7 +10,8 @@ over epochs of the mean TO-LEARN accuracy (the paper's test-curve reading), NF A
 NOT-TO-FORGET accuracy at the first epoch reaching it, Total Knowledge their sum, averaged over
 the drawn seeds. The interval is the 2.5 and 97.5 percentiles of the draws. For the
 validation-chosen reading the epoch of each run is fixed (chosen on the validation facts) and
-only the other facts are resampled.
+only the other facts count. Each seed draws its own validation slice, so then all TO-LEARN facts
+are resampled and each run counts the drawn facts outside its own slice.
 
 Across tailored splits (each with its own facts and φ), :func:`bootstrap_splits` adds a level
 above: the splits are resampled too, so the interval counts split-to-split variance.
@@ -80,9 +81,36 @@ def run_metrics(run: RunFacts, learn_idx: np.ndarray, nf_idx: np.ndarray) -> tup
     return float(learn[epoch]), float(nf[epoch]), float(learn[epoch] + nf[epoch])
 
 
-def _split_columns(runs: list[RunFacts], where: str = "") -> tuple[np.ndarray, int]:
-    """The TO-LEARN columns that count (``[n_counted]`` indices) and the number of NOT-TO-FORGET
-    facts of one split's runs; ``ValueError`` (prefixed by ``where``) unless the runs share them."""
+@dataclass
+class _SplitFacts:
+    """Which facts one split's runs count: ``pool`` ``[n]`` the TO-LEARN columns a draw resamples;
+    ``per_run`` each run's counted columns (``None``: every run counts the whole pool);
+    ``n_nf`` the number of NOT-TO-FORGET facts."""
+
+    pool: np.ndarray
+    per_run: list[np.ndarray] | None
+    n_nf: int
+
+    def counted(self, i: int, learn_idx: np.ndarray) -> np.ndarray:
+        """The drawn columns ``learn_idx`` that run ``i`` counts (repeats kept; may be empty)."""
+        if self.per_run is None:
+            return learn_idx
+        return learn_idx[np.isin(learn_idx, self.per_run[i])]
+
+    def metrics(self, i: int, run: RunFacts, learn_idx: np.ndarray, nf_idx: np.ndarray) -> np.ndarray:
+        """``[3]``: :func:`run_metrics` of run ``i`` on the drawn facts it counts; NaN if it counts none."""
+        counted = self.counted(i, learn_idx)
+        return np.array(run_metrics(run, counted, nf_idx) if len(counted) else [np.nan] * 3)
+
+
+def _split_columns(runs: list[RunFacts], where: str = "") -> _SplitFacts:
+    """The facts one split's runs count; ``ValueError`` (prefixed by ``where``) unless the runs were
+    scored on the same numbers of facts.
+
+    Runs that count the same TO-LEARN columns (the test reading, or one shared validation slice)
+    resample those. Runs whose validation slices differ (each seed draws its own) resample all
+    TO-LEARN facts, and each run counts the drawn facts outside its own slice.
+    """
     if not runs:
         raise ValueError(f"{where}bootstrap needs at least one run")
     n_learn, n_nf = runs[0].to_learn.shape[1], runs[0].not_to_forget.shape[1]
@@ -90,24 +118,30 @@ def _split_columns(runs: list[RunFacts], where: str = "") -> tuple[np.ndarray, i
         shapes = ", ".join(f"{r.to_learn.shape[1]} + {r.not_to_forget.shape[1]}" for r in runs)
         raise ValueError(f"{where}the runs were scored on different numbers of facts "
                          f"(TO-LEARN + NOT-TO-FORGET per run: {shapes})")
-    learn_cols = [np.arange(n_learn) if r.facts is None else r.facts for r in runs]
-    if any(not np.array_equal(c, learn_cols[0]) for c in learn_cols):
-        raise ValueError(f"{where}the runs count different TO-LEARN facts (different validation slices)")
-    return learn_cols[0], n_nf
+    learn_cols = [np.arange(n_learn) if r.facts is None else np.asarray(r.facts) for r in runs]
+    if all(np.array_equal(c, learn_cols[0]) for c in learn_cols):
+        return _SplitFacts(learn_cols[0], None, n_nf)
+    return _SplitFacts(np.arange(n_learn), learn_cols, n_nf)
 
 
-def _split_point(runs: list[RunFacts], cols: np.ndarray, n_nf: int) -> np.ndarray:
-    """``[3]``: (Top Acc, NF Acc, Total Knowledge) averaged over the runs, on the full fact sets."""
-    return np.mean([run_metrics(r, cols, np.arange(n_nf)) for r in runs], axis=0)
+def _split_point(runs: list[RunFacts], facts: _SplitFacts) -> np.ndarray:
+    """``[3]``: (Top Acc, NF Acc, Total Knowledge) averaged over the runs, each on its full fact sets."""
+    every_nf = np.arange(facts.n_nf)
+    return np.mean([facts.metrics(i, r, facts.pool, every_nf) for i, r in enumerate(runs)], axis=0)
 
 
-def _split_draw(runs: list[RunFacts], cols: np.ndarray, n_nf: int, rng: np.random.Generator) -> np.ndarray:
-    """``[3]``: one bootstrap draw of a split: its seeds, its counted TO-LEARN facts and its
-    NOT-TO-FORGET facts resampled with replacement (one fact draw shared by every drawn seed)."""
-    picked = rng.integers(0, len(runs), len(runs))
-    learn_idx = cols[rng.integers(0, len(cols), len(cols))]
-    nf_idx = rng.integers(0, n_nf, n_nf)
-    return np.mean([run_metrics(runs[i], learn_idx, nf_idx) for i in picked], axis=0)
+def _split_draw(runs: list[RunFacts], facts: _SplitFacts, rng: np.random.Generator) -> np.ndarray:
+    """``[3]``: one bootstrap draw of a split: its seeds, its TO-LEARN facts and its NOT-TO-FORGET
+    facts resampled with replacement (one fact draw shared by every drawn seed)."""
+    while True:
+        picked = rng.integers(0, len(runs), len(runs))
+        learn_idx = facts.pool[rng.integers(0, len(facts.pool), len(facts.pool))]
+        nf_idx = rng.integers(0, facts.n_nf, facts.n_nf)
+        values = np.array([facts.metrics(i, runs[i], learn_idx, nf_idx) for i in picked])
+        # a drawn run that counts none of the drawn facts (possible only for tiny slices) is left
+        # out of this draw; a draw in which no run counts any is drawn again
+        if not np.isnan(values[:, 0]).all():
+            return np.nanmean(values, axis=0)
 
 
 def _summary(point: np.ndarray, draws: np.ndarray) -> dict:
@@ -124,14 +158,15 @@ def bootstrap(runs: list[RunFacts], n_boot: int = N_BOOT, seed: int = BOOT_SEED)
     """Point values and 95 % intervals of Top Acc, NF Acc and Total Knowledge over ``runs`` (seeds).
 
     Returns ``{"top_acc": v, "top_acc_ci95": [lo, hi], "nf_acc": …, "total_knowledge": …, …}``
-    where ``v`` is the mean over runs on the full fact sets. All runs must have the same facts.
+    where ``v`` is the mean over runs on the full fact sets. All runs must be scored on the same
+    facts; they may count different TO-LEARN subsets (their validation slices, see the module).
     """
-    cols, n_nf = _split_columns(runs)
-    point = _split_point(runs, cols, n_nf)
+    facts = _split_columns(runs)
+    point = _split_point(runs, facts)
     rng = np.random.default_rng(seed)
     draws = np.empty((n_boot, 3))
     for b in range(n_boot):
-        draws[b] = _split_draw(runs, cols, n_nf, rng)
+        draws[b] = _split_draw(runs, facts, rng)
     return _summary(point, draws)
 
 
@@ -151,14 +186,14 @@ def bootstrap_splits(groups: list[list[RunFacts]], n_boot: int = N_BOOT, seed: i
     """
     if not groups:
         raise ValueError("bootstrap_splits needs at least one split")
-    facts = [_split_columns(runs, f"split {i}: ") for i, runs in enumerate(groups)]  # [(cols, n_nf)]
-    point = np.mean([_split_point(runs, *f) for runs, f in zip(groups, facts, strict=True)], axis=0)
+    facts = [_split_columns(runs, f"split {i}: ") for i, runs in enumerate(groups)]
+    point = np.mean([_split_point(runs, f) for runs, f in zip(groups, facts, strict=True)], axis=0)
     rng = np.random.default_rng(seed)
     n = len(groups)
     draws = np.empty((n_boot, 3))
     for b in range(n_boot):
         picked = rng.integers(0, n, n) if n > 1 else [0]  # one split: bootstrap's draws exactly
-        draws[b] = np.mean([_split_draw(groups[i], *facts[i], rng) for i in picked], axis=0)
+        draws[b] = np.mean([_split_draw(groups[i], facts[i], rng) for i in picked], axis=0)
     return _summary(point, draws) | {"splits": n}
 
 
