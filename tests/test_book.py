@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from trainattn.book.runner import (
+    PUBLISH_FALLBACK,
+    PUBLISH_PROFILE,
     BookCheckError,
     check_profile,
     check_toc,
@@ -292,6 +294,52 @@ def test_recompute_sends_the_runs_to_a_fresh_folder_and_keeps_phi(tmp_path, monk
                     "runs/ci/recompute/01_toy"]
 
 
+def test_publish_reads_records_only_and_shows_a_chapter_without_them_at_ci(tmp_path, monkeypatch):
+    import papermill
+
+    from trainattn.cli import main
+    from trainattn.protocols.store import RECORDS_ONLY_ENV
+
+    root = _fake_project(tmp_path)
+    (root / "notebooks" / "profiles" / "cpu.yml").write_text("common: {}\n")
+    nb = (root / "notebooks" / "01_toy.ipynb").read_text()
+    (root / "notebooks" / "02_done.ipynb").write_text(nb)
+    for profile, value in (("ci", 0.5), ("cpu", 0.9)):
+        for stem in ("01_toy", "02_done"):
+            (root / "results" / profile).mkdir(parents=True, exist_ok=True)
+            (root / "results" / profile / f"{stem}.json").write_text(json.dumps({"acc": value}))
+    _fake_papermill(monkeypatch, None)
+    execute = papermill.execute_notebook
+    seen = []
+
+    def records(input_path, output_path, parameters, **kw):  # 01_toy has no cpu record yet
+        seen.append((Path(input_path).stem, parameters["profile"], os.environ.get(RECORDS_ONLY_ENV)))
+        if parameters["profile"] == "cpu" and "01_toy" in input_path and os.environ.get(RECORDS_ONLY_ENV) == "1":
+            raise papermill.PapermillExecutionError(3, 3, "grid(...)", "RecordMissingError",
+                                                    "results/cpu/runs/toy/seed-0/result.json: no finished run "
+                                                    "to read back, and TRAINATTN_RECORDS_ONLY is set", [])
+        execute(input_path, output_path, parameters, **kw)
+        got = Path(kw["cwd"]) / parameters["results_path"]
+        got.write_text(json.dumps({"acc": 0.9 if parameters["profile"] == "cpu" else 0.5}))
+
+    monkeypatch.setattr(papermill, "execute_notebook", records)
+    report = run_book(PUBLISH_PROFILE, root=root, records_only=True, fallback=PUBLISH_FALLBACK)
+    assert seen == [("01_toy", "cpu", "1"), ("01_toy", "ci", ""), ("02_done", "cpu", "1")]
+    assert [(r.stem, r.profile, r.status) for r in report.runs] == [("01_toy", "ci", "ok"), ("02_done", "cpu", "ok")]
+    assert "[ci: no cpu record at results/cpu/runs/toy/seed-0/result.json]" in report.table()
+    page = json.loads((root / "book" / "executed" / "01_toy.ipynb").read_text())
+    assert page["cells"][1]["source"].startswith("```{note}\n**This page shows the `ci` profile's smoke test")
+    assert "`trainattn book --profile cpu --notebooks 01_toy`" in page["cells"][1]["source"]
+    other = json.loads((root / "book" / "executed" / "02_done.ipynb").read_text())
+    assert len(other["cells"]) == 1  # read back at cpu: no note
+    assert os.environ.get(RECORDS_ONLY_ENV) is None  # restored after the build
+    # without a fallback the missing record is a failure that names the run
+    with pytest.raises(BookCheckError, match="01_toy .* results/cpu/runs/toy/seed-0/result.json: no finished run"):
+        run_book(PUBLISH_PROFILE, root=root, records_only=True)
+    monkeypatch.chdir(root)
+    assert main(["book", "--update"]) == 2  # the published book only reads records back
+
+
 def test_committed_tolerances_and_references_are_valid():
     for profile in PROFILES:
         folder = ROOT / "results" / profile
@@ -329,6 +377,7 @@ def test_cli_book_subcommand_parses():
     assert (args.profile, args.notebooks, args.update, args.no_build) == (
         "cpu", ["01_concept"], True, True)
     assert args.recompute is None
+    assert build_parser().parse_args(["book"]).profile == "publish"
     assert build_parser().parse_args(["book", "--recompute"]).recompute == []
     assert build_parser().parse_args(["book", "--recompute", "04_lama_ckl"]).recompute == ["04_lama_ckl"]
 

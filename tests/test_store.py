@@ -9,6 +9,8 @@ from safetensors.torch import save_file
 from trainattn.config import CKLConfig, MetaConfig
 from trainattn.core.train_attention import TrainAttention
 from trainattn.protocols.store import (
+    RECORDS_ONLY_ENV,
+    RecordMissingError,
     Run,
     RunMismatchError,
     data_fingerprint,
@@ -84,6 +86,20 @@ def test_result_reads_back_only_under_the_same_identity(tmp_path):
     assert Run(tmp_path, run_identity(CKLConfig(lr=1e-3), method="finetune")).read_result() == {"score": 0.5}
     with pytest.raises(RunMismatchError, match=r"result.json was written by a run with a different config.lr"):
         Run(tmp_path, run_identity(CKLConfig(lr=3e-3), method="finetune")).read_result()
+
+
+def test_records_only_mode_refuses_to_compute_a_run_without_a_record(tmp_path, monkeypatch):
+    run = Run(tmp_path / "seed-0", run_identity(CKLConfig(lr=1e-3), method="finetune"))
+    monkeypatch.setenv(RECORDS_ONLY_ENV, "1")
+    with pytest.raises(RecordMissingError, match=r"seed-0/row.json: no finished run to read back, and "
+                                                  r"TRAINATTN_RECORDS_ONLY is set") as err:
+        run.read_result("row.json")
+    assert err.value.folder == tmp_path / "seed-0"
+    run.write_result({"score": 0.5})
+    assert run.read_result() == {"score": 0.5}  # a record reads back as ever
+    assert Run(None, {"a": 1}).read_result() is None  # a run that stores nothing has nothing to read
+    monkeypatch.setenv(RECORDS_ONLY_ENV, "0")
+    assert run.read_result("row.json") is None
 
 
 def test_ignored_keys_may_differ_on_resume(tmp_path):

@@ -265,12 +265,23 @@ def _export_phi(args):
 
 
 def _book(args):
-    from trainattn.book.runner import BookCheckError, build_book, run_book
+    from trainattn.book.runner import (
+        PUBLISH_FALLBACK,
+        PUBLISH_PROFILE,
+        BookCheckError,
+        build_book,
+        run_book,
+    )
 
+    recompute = True if args.recompute == [] else (args.recompute or False)
+    publish = args.profile == "publish"
+    if publish and (args.update or recompute):
+        raise ValueError("--update and --recompute compute and rewrite a profile's results: "
+                         "name it, e.g. --profile cpu (the published book only reads records back)")
     try:
-        recompute = True if args.recompute == [] else (args.recompute or False)
-        report = run_book(args.profile, args.notebooks or None, update=args.update,
-                          timeout=args.timeout or None, recompute=recompute)
+        report = run_book(PUBLISH_PROFILE if publish else args.profile, args.notebooks or None,
+                          update=args.update, timeout=args.timeout or None, recompute=recompute,
+                          records_only=publish, fallback=PUBLISH_FALLBACK if publish else None)
     except BookCheckError as err:  # the book is still built: its pages mark what differs
         report = err.report
     print(report.table())
@@ -408,8 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export_phi)
 
     p = sub.add_parser("book", help="execute the notebooks (papermill), check their results, build the book")
-    p.add_argument("--profile", default="ci", choices=["ci", "cpu", "gpu"],
-                   help="notebooks/profiles/<profile>.yml: sizes and models")
+    p.add_argument("--profile", default="publish", choices=["publish", "ci", "cpu", "gpu"],
+                   help="publish (default): the book readers see, every chapter at the cpu reference scale read "
+                        "back from the committed run records (a chapter with a run not yet committed is shown "
+                        "at ci, marked); ci | cpu | gpu: notebooks/profiles/<profile>.yml, computing what has "
+                        "no record")
     p.add_argument("--notebooks", nargs="*", default=[], metavar="STEM",
                    help="only these notebooks, e.g. 01_concept (default: all)")
     p.add_argument("--update", action="store_true",

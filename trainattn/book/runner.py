@@ -175,7 +175,11 @@ def check_profile(profile: str, root: str | Path = ".") -> list[str]:
 
 @dataclass
 class NotebookRun:
-    """The outcome of one notebook: ``status`` is ok | updated | mismatch | no-reference | failed."""
+    """The outcome of one notebook: ``status`` is ok | updated | mismatch | no-reference | failed.
+
+    ``profile``: the profile it ran under; ``fallback_from``: why the intended profile was given
+    up (a record missing), if it was; ``missing_record``: it stopped at a run without a record.
+    """
 
     stem: str
     status: str
@@ -184,6 +188,9 @@ class NotebookRun:
     results: Path | None = None
     message: str = ""
     mismatches: list[Mismatch] = field(default_factory=list)
+    profile: str = ""
+    fallback_from: str = ""
+    missing_record: bool = False
 
 
 @dataclass
@@ -202,11 +209,16 @@ class BookReport:
         lines = [f"profile {self.profile}:"]
         for r in self.runs:
             line = f"  {r.stem:<32} {r.status:<13} {r.seconds:7.1f} s"
+            if r.profile and r.profile != self.profile:
+                line += f"  [{r.profile}: no {self.profile} record at {r.fallback_from.split(': no finished', 1)[0]}]"
             lines.append(line + (f"  {r.message}" if r.message else ""))
         mismatches = [m for r in self.runs for m in r.mismatches]
         if mismatches:
             lines += ["", "results outside their tolerance bands:", format_mismatches(mismatches)]
         return "\n".join(lines)
+
+
+PUBLISH_PROFILE, PUBLISH_FALLBACK = "cpu", "ci"  # `trainattn book`: the cpu reference, read back
 
 
 def run_book(
@@ -219,6 +231,8 @@ def run_book(
     timeout: int | None = None,
     log_output: bool = False,
     recompute: list[str] | bool = False,
+    records_only: bool = False,
+    fallback: str | None = None,
 ) -> BookReport:
     """Execute the notebooks under ``profile`` and check (or, with ``update``, rewrite) their results.
 
@@ -228,69 +242,118 @@ def run_book(
     Relative paths are taken from ``root`` (the repository root). ``recompute`` (``True`` for
     every notebook run, or a list of stems) computes those notebooks' runs afresh instead of
     reading committed records back (:func:`recompute_parameters`).
+
+    ``records_only``: the notebooks may only read their runs back from records
+    (:data:`~trainattn.protocols.store.RECORDS_ONLY_ENV`); a notebook that reaches a run without
+    one stops with :class:`~trainattn.protocols.store.RecordMissingError`. With ``fallback``
+    (a profile) that notebook is then executed under ``fallback`` instead, checked against that
+    profile's reference, and its page says so at the top (:func:`fallback_note`). This is the
+    published book: the cpu reference where its records are committed, never hours of compute.
     """
+    root = Path(root).resolve()
+    paths = list_notebooks(root, notebooks)
+    report = BookReport(profile)
+    for path in paths:
+        run = _run_notebook(path, profile, root, Path(build_dir), results_dir, update, timeout, log_output,
+                            recompute, records_only)
+        if run.missing_record and fallback:
+            missing = run.message
+            run = _run_notebook(path, fallback, root, Path(build_dir), results_dir, update, timeout, log_output,
+                                recompute, False)
+            run.fallback_from = missing
+            if run.executed is not None and run.executed.is_file():
+                mark_fallback(run.executed, fallback_note(path.stem, profile, fallback, missing))
+        report.runs.append(run)
+    if not report.ok:
+        raise BookCheckError(report)
+    return report
+
+
+def _run_notebook(path: Path, profile: str, root: Path, build_dir: Path, results_dir, update: bool,
+                  timeout: int | None, log_output: bool, recompute, records_only: bool) -> NotebookRun:
+    """Execute one notebook under ``profile`` and check (or write) its results: its :class:`NotebookRun`."""
     import papermill as pm
 
-    root = Path(root).resolve()
+    from trainattn.protocols.store import RECORDS_ONLY_ENV
+
+    stem = path.stem
     build_dir = root / build_dir
     results_dir = root / (DEFAULT_RESULTS_DIR if results_dir is None else results_dir) / profile
     data = load_profile(profile, root)
-    paths = list_notebooks(root, notebooks)
     unknown = [s for s in data if s != "common" and s not in {p.stem for p in list_notebooks(root)}]
     if unknown:
         raise ValueError(f"profile {profile}: section(s) {unknown} name no notebook")
     tolerances = load_tolerances(results_dir / "tolerances.yml")
-    report = BookReport(profile)
-    for path in paths:
-        stem = path.stem
-        got_path = build_dir / "results" / profile / f"{stem}.json"
-        executed = build_dir / f"{stem}.ipynb"
-        # relative to the repository root (papermill runs there): no build machine's path in the book
-        params = {**notebook_parameters(data, stem), "results_path": os.path.relpath(got_path, root),
-                  "profile": profile}
-        if recompute is True or (recompute and stem in recompute):
-            params = recompute_parameters(params, profile, stem)
-        run = NotebookRun(stem, "failed", executed=executed, results=got_path)
-        report.runs.append(run)
-        undeclared = sorted(set(params) - set(parameters_cell(path)))
-        if undeclared:
-            run.message = f"parameters {undeclared} are not in the notebook's parameters cell"
-            continue
-        got_path.unlink(missing_ok=True)
-        # a notebook keeps resumable work in <stem>_work next to its results; the runner
-        # regenerates, so it starts that work afresh
-        shutil.rmtree(got_path.parent / f"{stem}_work", ignore_errors=True)
-        executed.parent.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        try:
-            pm.execute_notebook(str(path), str(executed), parameters=params, kernel_name="python3",
-                                cwd=str(root), progress_bar=False, log_output=log_output,
-                                execution_timeout=timeout)
-        except pm.PapermillExecutionError as err:
-            run.message = f"{err.ename}: {err.evalue} (see {executed})"
-            continue
-        finally:
-            run.seconds = time.perf_counter() - start
-        if not got_path.is_file():
-            run.message = f"the notebook wrote no results to {got_path}"
-            continue
-        got = read_json(got_path)
-        reference = results_dir / f"{stem}.json"
-        if update:
-            write_json_atomic(reference, got)
-            run.status, run.message = "updated", f"reference written to {reference.relative_to(root)}"
-        elif not reference.is_file():
-            run.status = "no-reference"
-            run.message = f"no reference yet: run with --update to write {reference.relative_to(root)}"
+    got_path = build_dir / "results" / profile / f"{stem}.json"
+    executed = build_dir / f"{stem}.ipynb"
+    # relative to the repository root (papermill runs there): no build machine's path in the book
+    params = {**notebook_parameters(data, stem), "results_path": os.path.relpath(got_path, root),
+              "profile": profile}
+    if recompute is True or (recompute and stem in recompute):
+        params = recompute_parameters(params, profile, stem)
+    run = NotebookRun(stem, "failed", executed=executed, results=got_path, profile=profile)
+    undeclared = sorted(set(params) - set(parameters_cell(path)))
+    if undeclared:
+        run.message = f"parameters {undeclared} are not in the notebook's parameters cell"
+        return run
+    got_path.unlink(missing_ok=True)
+    # a notebook keeps resumable work in <stem>_work next to its results; the runner
+    # regenerates, so it starts that work afresh
+    shutil.rmtree(got_path.parent / f"{stem}_work", ignore_errors=True)
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    saved_env = os.environ.get(RECORDS_ONLY_ENV)
+    os.environ[RECORDS_ONLY_ENV] = "1" if records_only else ""  # the kernel inherits it
+    try:
+        pm.execute_notebook(str(path), str(executed), parameters=params, kernel_name="python3",
+                            cwd=str(root), progress_bar=False, log_output=log_output,
+                            execution_timeout=timeout)
+    except pm.PapermillExecutionError as err:
+        run.missing_record = err.ename == "RecordMissingError"
+        run.message = str(err.evalue) if run.missing_record else f"{err.ename}: {err.evalue} (see {executed})"
+        return run
+    finally:
+        run.seconds = time.perf_counter() - start
+        if saved_env is None:
+            os.environ.pop(RECORDS_ONLY_ENV, None)
         else:
-            run.mismatches = compare_results(stem, read_json(reference), got, tolerances)
-            run.status = "mismatch" if run.mismatches else "ok"
-            run.message = f"{len(run.mismatches)} key(s) outside their bands" if run.mismatches else ""
-            if run.mismatches:
-                mark_mismatches(executed, run.mismatches, reference.relative_to(root))
-    if not report.ok:
-        raise BookCheckError(report)
-    return report
+            os.environ[RECORDS_ONLY_ENV] = saved_env
+    if not got_path.is_file():
+        run.message = f"the notebook wrote no results to {got_path}"
+        return run
+    got = read_json(got_path)
+    reference = results_dir / f"{stem}.json"
+    if update:
+        write_json_atomic(reference, got)
+        run.status, run.message = "updated", f"reference written to {reference.relative_to(root)}"
+    elif not reference.is_file():
+        run.status = "no-reference"
+        run.message = f"no reference yet: run with --update to write {reference.relative_to(root)}"
+    else:
+        run.mismatches = compare_results(stem, read_json(reference), got, tolerances)
+        run.status = "mismatch" if run.mismatches else "ok"
+        run.message = f"{len(run.mismatches)} key(s) outside their bands" if run.mismatches else ""
+        if run.mismatches:
+            mark_mismatches(executed, run.mismatches, reference.relative_to(root))
+    return run
+
+
+def fallback_note(stem: str, profile: str, fallback: str, missing: str) -> str:
+    """A MyST note for a page built under ``fallback`` because ``profile``'s records are incomplete."""
+    first = missing.split(": no finished run", 1)[0]
+    return "\n".join([
+        "```{note}",
+        f"**This page shows the `{fallback}` profile's smoke test, not the `{profile}` reference.** "
+        f"The published book reads every run of a chapter back from the committed `{profile}` run records, "
+        f"and not all of this chapter's are committed yet (the first one missing: `{first}`). "
+        f"`trainattn book --profile {profile} --notebooks {stem}` computes them, or "
+        "`python scripts/reproduce_cpu.py` for the long grids (hours on 2 cores; both resume).",
+        "```"])
+
+
+def mark_fallback(executed: Path, note: str) -> None:
+    """Put ``note`` on the executed notebook's page, after its title cell."""
+    _insert_note(executed, "published-profile-fallback", note)
 
 
 def mismatch_note(mismatches: list[Mismatch], reference: str | Path) -> str:
@@ -306,9 +369,13 @@ def mismatch_note(mismatches: list[Mismatch], reference: str | Path) -> str:
 
 def mark_mismatches(executed: Path, mismatches: list[Mismatch], reference: str | Path) -> None:
     """Put :func:`mismatch_note` on the executed notebook's page, after its title cell."""
+    _insert_note(executed, "results-check-mismatch", mismatch_note(mismatches, reference))
+
+
+def _insert_note(executed: Path, cell_id: str, source: str) -> None:
+    """A markdown cell ``cell_id`` holding ``source`` after the page's title cell (replacing an older one)."""
     nb = json.loads(Path(executed).read_text(encoding="utf-8"))
-    cell = {"cell_type": "markdown", "id": "results-check-mismatch", "metadata": {},
-            "source": mismatch_note(mismatches, reference)}
+    cell = {"cell_type": "markdown", "id": cell_id, "metadata": {}, "source": source}
     nb["cells"] = [c for c in nb["cells"] if c.get("id") != cell["id"]]
     nb["cells"].insert(1 if nb["cells"] and nb["cells"][0]["cell_type"] == "markdown" else 0, cell)
     Path(executed).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -45,8 +45,29 @@ CHECKPOINT_DIR = "checkpoint"
 PHI_FILE = "phi.safetensors"
 
 
+RECORDS_ONLY_ENV = "TRAINATTN_RECORDS_ONLY"
+
+
 class RunMismatchError(TrainattnError, ValueError):
     """A checkpoint or result in a run folder was written by a run with another identity."""
+
+
+class RecordMissingError(TrainattnError):
+    """Records-only mode (``TRAINATTN_RECORDS_ONLY=1``): a run has no finished record to read back.
+
+    The published book sets this mode, so that a chapter whose runs are not all committed is
+    never computed by accident (hours); ``folder`` names the first run found missing.
+    """
+
+    def __init__(self, folder: Path, name: str):
+        self.folder = Path(folder)
+        super().__init__(f"{self.folder / name}: no finished run to read back, and {RECORDS_ONLY_ENV} is set "
+                         "(read committed records only, compute nothing)")
+
+
+def records_only() -> bool:
+    """Whether runs may only be read back (:data:`RECORDS_ONLY_ENV` set to a non-empty value other than 0)."""
+    return os.environ.get(RECORDS_ONLY_ENV, "") not in ("", "0")
 
 
 # ---------------------------------------------------------------- provenance
@@ -324,8 +345,16 @@ class Run:
 
     # --- results
     def read_result(self, name: str = RESULT_NAME) -> dict | None:
-        """The finished result ``name`` of this run (without its identity), or ``None``."""
-        if self.folder is None or not (self.folder / name).is_file():
+        """The finished result ``name`` of this run (without its identity), or ``None``.
+
+        In records-only mode (:func:`records_only`) a stored run without the result raises
+        :class:`RecordMissingError` instead: the caller would compute it.
+        """
+        if self.folder is None:
+            return None
+        if not (self.folder / name).is_file():
+            if records_only():
+                raise RecordMissingError(self.folder, name)
             return None
         saved = read_json(self.folder / name)
         self.check(saved.get("identity"), self.folder / name)
