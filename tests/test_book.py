@@ -340,6 +340,38 @@ def test_publish_reads_records_only_and_shows_a_chapter_without_them_at_ci(tmp_p
     assert main(["book", "--update"]) == 2  # the published book only reads records back
 
 
+def test_a_fallback_chapter_first_computes_the_fallback_work_it_reads(tmp_path, monkeypatch):
+    import papermill
+
+    root = _fake_project(tmp_path)
+    nb = json.loads((root / "notebooks" / "01_toy.ipynb").read_text())
+    nb["cells"][0]["source"] += "phi_run = None\n"
+    (root / "notebooks" / "02_uses_phi.ipynb").write_text(json.dumps(nb))
+    (root / "notebooks" / "profiles" / "ci.yml").write_text(
+        "02_uses_phi: {phi_run: book/executed/results/ci/01_toy_work}\n")
+    (root / "notebooks" / "profiles" / "cpu.yml").write_text("02_uses_phi: {phi_run: results/cpu/runs/phi}\n")
+    for profile in ("ci", "cpu"):
+        (root / "results" / profile).mkdir(parents=True)
+        for stem in ("01_toy", "02_uses_phi"):
+            (root / "results" / profile / f"{stem}.json").write_text(json.dumps({"acc": 0.5}))
+    _fake_papermill(monkeypatch, 0.5)
+    execute = papermill.execute_notebook
+    seen = []
+
+    def records(input_path, output_path, parameters, **kw):  # 02 has no cpu record yet
+        seen.append((Path(input_path).stem, parameters["profile"], Path(output_path).relative_to(root).as_posix()))
+        if parameters["profile"] == "cpu" and "02_" in input_path:
+            raise papermill.PapermillExecutionError(1, 1, "", "RecordMissingError", "results/cpu/runs/x: no finished run", [])
+        execute(input_path, output_path, parameters, **kw)
+
+    monkeypatch.setattr(papermill, "execute_notebook", records)
+    report = run_book(PUBLISH_PROFILE, root=root, records_only=True, fallback=PUBLISH_FALLBACK)
+    assert seen == [("01_toy", "cpu", "book/executed/01_toy.ipynb"), ("02_uses_phi", "cpu", "book/executed/02_uses_phi.ipynb"),
+                    ("01_toy", "ci", "_build/fallback-dependencies/01_toy.ipynb"),  # 02's ci φ, not a page
+                    ("02_uses_phi", "ci", "book/executed/02_uses_phi.ipynb")]
+    assert [(r.stem, r.profile) for r in report.runs] == [("01_toy", "cpu"), ("02_uses_phi", "ci")]
+
+
 def test_committed_tolerances_and_references_are_valid():
     for profile in PROFILES:
         folder = ROOT / "results" / profile

@@ -219,6 +219,7 @@ class BookReport:
 
 
 PUBLISH_PROFILE, PUBLISH_FALLBACK = "cpu", "ci"  # `trainattn book`: the cpu reference, read back
+FALLBACK_DEPENDENCIES = Path("_build") / "fallback-dependencies"  # executed copies that are not pages
 
 
 def run_book(
@@ -258,6 +259,11 @@ def run_book(
                             recompute, records_only)
         if run.missing_record and fallback:
             missing = run.message
+            for producer in _missing_products(path, fallback, root, Path(build_dir)):
+                # e.g. chapter 03's φ, which the fallback profile's later chapters read: computed
+                # under that profile into the build folder, its page left as published
+                _run_notebook(producer, fallback, root, Path(build_dir), results_dir, False, timeout, log_output,
+                              recompute, False, executed=root / FALLBACK_DEPENDENCIES / f"{producer.stem}.ipynb")
             run = _run_notebook(path, fallback, root, Path(build_dir), results_dir, update, timeout, log_output,
                                 recompute, False)
             run.fallback_from = missing
@@ -269,9 +275,31 @@ def run_book(
     return report
 
 
+def _missing_products(path: Path, profile: str, root: Path, build_dir: Path) -> list[Path]:
+    """Earlier notebooks whose work folders ``path``'s ``profile`` parameters read and that do not exist.
+
+    A profile points a parameter at another notebook's work folder in the same build
+    (``<build_dir>/results/<profile>/<stem>_work``, e.g. the ``ci`` profile's ``phi_run``).
+    """
+    params = notebook_parameters(load_profile(profile, root), path.stem)
+    prefix = (build_dir / "results" / profile).as_posix() + "/"
+    stems = {p.stem: p for p in list_notebooks(root)}
+    found = []
+    for value in params.values():
+        if isinstance(value, str) and value.startswith(prefix) and value.endswith("_work"):
+            stem = value[len(prefix):-len("_work")]
+            if stem in stems and stem < path.stem and not (root / value).exists() and stems[stem] not in found:
+                found.append(stems[stem])
+    return found
+
+
 def _run_notebook(path: Path, profile: str, root: Path, build_dir: Path, results_dir, update: bool,
-                  timeout: int | None, log_output: bool, recompute, records_only: bool) -> NotebookRun:
-    """Execute one notebook under ``profile`` and check (or write) its results: its :class:`NotebookRun`."""
+                  timeout: int | None, log_output: bool, recompute, records_only: bool,
+                  executed: Path | None = None) -> NotebookRun:
+    """Execute one notebook under ``profile`` and check (or write) its results: its :class:`NotebookRun`.
+
+    ``executed``: where the executed copy goes (default: the book's page, ``<build_dir>/<stem>.ipynb``).
+    """
     import papermill as pm
 
     from trainattn.protocols.store import RECORDS_ONLY_ENV
@@ -285,7 +313,7 @@ def _run_notebook(path: Path, profile: str, root: Path, build_dir: Path, results
         raise ValueError(f"profile {profile}: section(s) {unknown} name no notebook")
     tolerances = load_tolerances(results_dir / "tolerances.yml")
     got_path = build_dir / "results" / profile / f"{stem}.json"
-    executed = build_dir / f"{stem}.ipynb"
+    executed = executed or build_dir / f"{stem}.ipynb"
     # relative to the repository root (papermill runs there): no build machine's path in the book
     params = {**notebook_parameters(data, stem), "results_path": os.path.relpath(got_path, root),
               "profile": profile}
