@@ -9,7 +9,9 @@ What it runs, in priority order:
 2. **Other splits, each with its own φ** (issue 16): the tailored split ``S`` (``trainattn tailor
    --seed S``), φ meta-trained on that split's own text-clean pool with chapter 03's settings
    (``configs/meta_smollm2_cpu.yml``: the step with the best meta-pool validation is φ), then the
-   grid: finetune, oracle and TAALM on 3 seeds, every other baseline on seed 0. Records go to
+   grid: finetune, oracle and TAALM on 3 seeds, every other baseline on seed 0, each method at the
+   learning rate split 42's validation slice chose for it (``--lr-from``: the settings are fixed in
+   advance and identical on every split; 28 runs per split instead of 60). Records go to
    ``results/cpu/runs/splits/split-S/{phi,lama_ckl}/``.
 
 3. With ``--chapters``: chapters 05, 06 and 07 at the ``cpu`` profile (TemporalWiki, the
@@ -97,12 +99,16 @@ def plan(splits: list[int], device: str = "cpu", tailored=tailored_folder) -> li
             else:
                 seeds = ["0"]
             uses_phi = "taalm" in method
+            # split 42 chooses each method's rate on its validation slice; the other splits take
+            # that rate, fixed in advance (the same settings on every split, half the runs)
+            rates = ["--lrs", *LRS] if split == REFERENCE_SPLIT else ["--lr-from", split_paths(REFERENCE_SPLIT)[0]]
             command = ["trainattn", "ckl-grid", "--config", "configs/lama_ckl_cpu.yml", "--methods", method,
-                       "--seeds", *seeds, "--lrs", *LRS, "--out", grid_dir, "--tailored", folder,
-                       "--device", device]
+                       "--seeds", *seeds, *rates, "--out", grid_dir, "--tailored", folder, "--device", device]
             if uses_phi:
                 command += ["--phi", phi]
             after = [tailor.name] + ([phi_job.name] if uses_phi and phi_job else [])
+            if split != REFERENCE_SPLIT and REFERENCE_SPLIT in splits:
+                after.append(f"grid-{REFERENCE_SPLIT}-{method}")
             jobs.append(Job(f"grid-{split}-{method}", command, after))
     return jobs
 

@@ -306,6 +306,31 @@ def test_seeds_with_different_validation_slices_are_summarised(tmp_path):
     assert s["top_acc_mean"] == 0.5 and s["top_acc_ci95"][0] <= 0.5 <= s["top_acc_ci95"][1]
 
 
+def test_chosen_learning_rates_are_read_back_and_a_single_candidate_is_labelled_fixed(tmp_path):
+    from trainattn.protocols.grid import (
+        FIXED_LR_RULE,
+        chosen_learning_rates,
+        lr_choice_record,
+        read_grid,
+    )
+
+    for lr, (acc, nll) in {0.1: (0.5, 2.0), 0.2: (0.5, 1.0)}.items():
+        _record(run_dir_for(tmp_path, "finetune", 0, lr), "finetune", 0, lr, acc, nll)
+    _record(run_dir_for(tmp_path, "rho1", 0, 0.1), "rho1", 0, 0.1, 0.5, 1.0)
+    (run_dir_for(tmp_path, "rho1", 0, 0.2)).mkdir(parents=True)  # still running: no rate yet
+    assert chosen_learning_rates(tmp_path) == {"finetune": 0.2}
+    one = read_grid(tmp_path)[0]
+    assert lr_choice_record({0.2: one})[1]["rule"] == FIXED_LR_RULE
+
+
+def test_ckl_grid_lr_from_needs_a_chosen_rate_and_excludes_lrs(tmp_path, capsys):
+    from trainattn.cli import main
+
+    assert main(["ckl-grid", "--methods", "taalm", "--out", str(tmp_path), "--lrs", "1e-3",
+                 "--lr-from", str(tmp_path)]) == 2
+    assert "--lrs and --lr-from exclude each other" in capsys.readouterr().err
+
+
 def test_ckl_pool_cli_pools_two_splits(tmp_path, capsys):
     from trainattn.cli import main
 

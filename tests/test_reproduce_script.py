@@ -36,13 +36,16 @@ def test_plan_runs_the_reference_grid_first_and_gives_every_other_split_its_own_
     assert by["phi-7"].after == ["tailor-7"] and "configs/meta_smollm2_cpu.yml" in by["phi-7"].command
     taalm7 = by["grid-7-taalm"].command
     assert taalm7[taalm7.index("--phi") + 1] == "results/cpu/runs/splits/split-7/phi/best"
-    assert by["grid-7-taalm"].after == ["tailor-7", "phi-7"]
+    assert by["grid-7-taalm"].after == ["tailor-7", "phi-7", "grid-42-taalm"]  # split 42 chooses its rate
     assert taalm7[taalm7.index("--out") + 1] == "results/cpu/runs/splits/split-7/lama_ckl"
+    assert "--lrs" not in taalm7 and taalm7[taalm7.index("--lr-from") + 1] == "results/cpu/runs/lama_ckl"
     seeds = {m: by[f"grid-7-{m}"].command[by[f"grid-7-{m}"].command.index("--seeds") + 1:
-                                          by[f"grid-7-{m}"].command.index("--lrs")] for m in rc.METHODS}
+                                          by[f"grid-7-{m}"].command.index("--lr-from")] for m in rc.METHODS}
     assert seeds["finetune"] == seeds["oracle"] == seeds["taalm"] == ["0", "1", "2"]
     assert all(seeds[m] == ["0"] for m in rc.BASELINES if m != "finetune")
     assert not any(n.startswith("grid-7-taalm+") for n in names)  # combinations: split 42 only
+    alone = {j.name: j for j in rc.plan([7], "cpu", tailored=lambda s: f"T{s}")}
+    assert alone["grid-7-finetune"].after == ["tailor-7"]  # split 42 not planned: its records are read
 
 
 def test_runner_respects_slots_dependencies_failures_and_the_deadline(rc, tmp_path):
@@ -67,7 +70,8 @@ def test_runner_respects_slots_dependencies_failures_and_the_deadline(rc, tmp_pa
 def test_only_keeps_what_a_job_needs(rc, capsys):
     assert rc.main(["--splits", "42", "7", "--only", "grid-7-taalm", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["tailor-7", "phi-7", "grid-7-taalm"]
+    assert [line.split(":")[0] for line in lines] == ["tailor-42", "grid-42-taalm", "tailor-7", "phi-7",
+                                                      "grid-7-taalm"]  # split 42 chooses TAALM's rate
     with pytest.raises(SystemExit):
         rc.main(["--only", "grid-9-x", "--dry-run"])
 

@@ -181,20 +181,36 @@ def _ckl_grid(args):
     from trainattn.config import CKLConfig, load_config
     from trainattn.files import write_json_atomic
     from trainattn.lm import load_lm
-    from trainattn.protocols.grid import lama_ckl_summary, run_lama_ckl_grid
+    from trainattn.methods import canonical_method_name
+    from trainattn.protocols.grid import chosen_learning_rates, lama_ckl_summary, run_lama_ckl_grid
     from trainattn.protocols.meta_training import load_trained_phi
     from trainattn.report.tables import lama_ckl_table
 
+    if args.lr_from and args.lrs:
+        raise ValueError("--lrs and --lr-from exclude each other: choose the rate here, or take another grid's")
     config = load_config(CKLConfig, args.config, args.set)
     theta, tokenizer = load_lm(config.theta.model)
     to_learn, not_to_forget, review, reference = _lama_ckl_rows(args, config, theta, tokenizer)
     del theta
-    results = run_lama_ckl_grid(
-        config, args.methods, args.seeds, to_learn, not_to_forget, args.out,
-        load_model=lambda: load_lm(config.theta.model, device=args.device), phi_run=args.phi,
-        load_phi=lambda path: load_trained_phi(path, tokenizer), review_rows=review,
-        reference_rows=reference, lrs=args.lrs,
-    )
+    common = dict(load_model=lambda: load_lm(config.theta.model, device=args.device), phi_run=args.phi,
+                  load_phi=lambda path: load_trained_phi(path, tokenizer), review_rows=review,
+                  reference_rows=reference)
+    if args.lr_from:
+        # each method at the rate another grid (split) chose on its validation slice
+        chosen = chosen_learning_rates(args.lr_from)
+        missing = [m for m in args.methods if canonical_method_name(m) not in chosen]
+        if missing:
+            raise TrainattnError(f"--lr-from {args.lr_from}: no learning rate chosen there yet for {missing} "
+                                 "(its seed-0 candidates are not all finished)")
+        results = []
+        for method in args.methods:
+            lr = chosen[canonical_method_name(method)]
+            print(f"{method}: lr {lr:g}, as chosen in {args.lr_from}")
+            results += run_lama_ckl_grid(config, [method], args.seeds, to_learn, not_to_forget, args.out,
+                                         lrs=[lr], **common)
+    else:
+        results = run_lama_ckl_grid(config, args.methods, args.seeds, to_learn, not_to_forget, args.out,
+                                    lrs=args.lrs, **common)
     print(lama_ckl_table(results))
     if args.summary:
         write_json_atomic(args.summary, lama_ckl_summary(results))
@@ -385,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lrs", nargs="+", type=float, default=None,
                    help="learning rates to choose from on the validation slice at the first seed (chapter 04: "
                         "3e-4 1e-3 3e-3); without it every run uses the config's lr")
+    p.add_argument("--lr-from", default=None, metavar="GRID",
+                   help="run each method at the learning rate that grid folder chose on its validation slice "
+                        "(the further splits of issue 16 take split 42's rates, fixed in advance)")
     p.add_argument("--summary", default=None, help="write mean/std per method (JSON) here")
     p.add_argument("--tailored", default=None, help="folder written by `trainattn tailor`")
     p.add_argument("--split-seed", type=int, default=42)

@@ -71,6 +71,7 @@ def choose_lr(results_by_lr: dict[float, dict]) -> float:
 
 
 LR_RULE = "best validation accuracy, then NLL"
+FIXED_LR_RULE = "one candidate: the rate was fixed in advance (e.g. chosen on another split, `--lr-from`)"
 
 
 def lr_choice_record(results_by_lr: dict[float, dict], seed: int | None = None) -> tuple[float, dict]:
@@ -80,7 +81,7 @@ def lr_choice_record(results_by_lr: dict[float, dict], seed: int | None = None) 
     given) the seed whose runs decided.
     """
     lr = choose_lr(results_by_lr)
-    record = {"chosen": lr, "rule": LR_RULE}
+    record = {"chosen": lr, "rule": LR_RULE if len(results_by_lr) > 1 else FIXED_LR_RULE}
     if seed is not None:
         record["seed"] = seed
     record["candidates"] = [{"lr": x, "val_acc": validation_score(r)[0], "val_nll": -validation_score(r)[1],
@@ -458,6 +459,15 @@ def lama_ckl_summary(results: list[dict]) -> dict[str, dict]:
         if "lr_choice" in s:  # how the learning rate was chosen: every candidate's validation score
             out[method]["lr_choice"] = s["lr_choice"]
     return out
+
+
+def chosen_learning_rates(run_root: str | Path) -> dict[str, float]:
+    """``{canonical method: learning rate}`` as a grid folder's seed-0 candidates choose it (read back).
+
+    Methods whose candidates have not all finished are absent (:func:`read_grid`).
+    """
+    return {canonical_method_name(r["method"]): r["lr_choice"]["chosen"]
+            for r in read_grid(run_root) if r.get("lr_choice")}
 
 
 def read_grid(run_root: str | Path) -> list[dict]:
