@@ -11,7 +11,7 @@ What it runs, in priority order:
    (``configs/meta_smollm2_cpu.yml``: the step with the best meta-pool validation is φ), then the
    grid: finetune, oracle and TAALM on 3 seeds, every other baseline on seed 0, each method at the
    learning rate split 42's validation slice chose for it (``--lr-from``: the settings are fixed in
-   advance and identical on every split; 28 runs per split instead of 60). Records go to
+   advance and identical on every split; 14 runs per split instead of 30). Records go to
    ``results/cpu/runs/splits/split-S/{phi,lama_ckl}/``.
 
 3. With ``--chapters``: chapters 05, 06 and 07 at the ``cpu`` profile (TemporalWiki, the
