@@ -210,6 +210,19 @@ def test_check_page_fails_on_a_traceback_and_on_browser_problems():
     assert "3 math element(s) not typeset" in result.problems
 
 
+def test_check_page_fails_on_the_build_machines_paths(tmp_path):
+    from trainattn.book.browser_check import build_machine_paths
+
+    html = tmp_path / "repo" / "_build" / "html"
+    html.mkdir(parents=True)
+    paths = build_machine_paths(html)
+    assert paths[0] == f"{tmp_path / 'repo'}/" and paths[1] == f"{Path.home()}/"
+    dom = page(f"<p>results written to {tmp_path / 'repo'}/book/executed/results/ci/04.json</p>")
+    result = check_page("ch", Expectation(), Rendered(dom, []), paths)
+    assert result.problems == [f"the build machine's path '{tmp_path / 'repo'}/' is on the page"]
+    assert check_page("ch", Expectation(), Rendered(page("<p>results/ci/04.json</p>"), []), paths).ok
+
+
 def test_check_page_fails_on_console_errors_and_uncaught_exceptions():
     rendered = Rendered(page("<p>x</p>"), console_errors=[{"text": "boom", "url": "file:///a.html"}],
                         page_errors=["TypeError: x is undefined"])

@@ -391,11 +391,13 @@ def browser_errors(rendered: Rendered, remote_broken: tuple[str, ...] | list[str
     return problems, notes
 
 
-def check_page(name: str, expected: Expectation, rendered: Rendered) -> PageResult:
+def check_page(name: str, expected: Expectation, rendered: Rendered, machine_paths: tuple[str, ...] = ()) -> PageResult:
     """Compare what rendered with what the source produces, and list errors on the page
-    (and in the browser: see :func:`browser_errors`)."""
+    (and in the browser: see :func:`browser_errors`). ``machine_paths``: absolute paths of the
+    build machine (its checkout, its home) that no page may show."""
     analysis = analyse_html(rendered.dom)
     problems = list(analysis.problems) + list(rendered.problems)
+    problems += [f"the build machine's path {p!r} is on the page" for p in machine_paths if p in rendered.dom]
     notes = list(rendered.notes)
     local = [i for i in rendered.images if not i.get("remote")]
     broken = [i["src"] for i in local if not i.get("loaded")]
@@ -539,6 +541,13 @@ class Browser:
 # ------------------------------------------------------------ the whole book
 
 
+def build_machine_paths(html_dir: str | Path) -> tuple[str, ...]:
+    """The checkout that built ``html_dir`` (two levels above it) and the home folder, each with a
+    trailing separator: a page showing either leaks the build machine's layout."""
+    paths = [Path(html_dir).resolve().parent.parent, Path.home()]
+    return tuple(str(p).rstrip(os.sep) + os.sep for p in paths if len(p.parts) > 1)
+
+
 def check_book(html_dir: str | Path, screenshots: str | Path | None = None,
                toc: str | Path | None = None, executable: str | None = None,
                mathjax: str | Path | None = None) -> list[PageResult]:
@@ -558,6 +567,7 @@ def check_book(html_dir: str | Path, screenshots: str | Path | None = None,
     if executable is None:
         raise BrowserError("no Chromium found: install it (Debian: apt-get install chromium) "
                            "or set TRAINATTN_CHROMIUM to its path")
+    machine_paths = build_machine_paths(html_dir)
     results = []
     with Browser(executable, mathjax=mathjax) as browser:
         for chapter in chapters(html_dir, toc):
@@ -567,7 +577,7 @@ def check_book(html_dir: str | Path, screenshots: str | Path | None = None,
                                           [f"not built: {chapter.html}"], []))
                 continue
             shot = screenshots / f"{chapter.entry.replace('/', '__')}.png"
-            results.append(check_page(chapter.name, expected, browser.render(chapter.html, shot)))
+            results.append(check_page(chapter.name, expected, browser.render(chapter.html, shot), machine_paths))
     return results
 
 
