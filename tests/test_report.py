@@ -79,3 +79,20 @@ def test_one_table_builder_for_sequences_and_dicts_with_formats():
     formatted = markdown_table([("norm", "‖∇φ‖"), ("n", "n")], [{"norm": 1234.5, "n": 3}],
                                formats={"norm": ".2e", "n": lambda v: f"{v} seeds"})
     assert formatted.splitlines()[2] == "| 1.23e+03 | 3 seeds |"
+
+
+def test_grid_change_rows_put_the_first_grid_beside_the_fair_one():
+    from trainattn.report.tables import GRID_CHANGE_HEADER, grid_change_rows
+
+    first = {"finetune": {"top_acc_mean": 0.058, "top_acc_std": 0.01, "total_knowledge_mean": 0.78,
+                          "total_knowledge_std": 0.1},
+             "finetune+mixreview": {"top_acc_mean": 0.062, "top_acc_std": None, "total_knowledge_mean": 0.8}}
+    fair = {"finetune": {"top_acc_mean": 0.05, "top_acc_ci95": [0.03, 0.1], "total_knowledge_mean": 0.801,
+                         "total_knowledge_ci95": [0.53, 0.89], "lr": 0.001, "epochs": 8.0},
+            "finetune+mixreview": {"top_acc_mean": 0.07, "total_knowledge_mean": 0.9, "lr": 0.003, "epochs": None},
+            "taalm": {"top_acc_mean": 0.29, "total_knowledge_mean": 0.96}}
+    rows = grid_change_rows(first, fair, ["finetune", "mixreview", "taalm"])
+    assert rows == [["finetune", "0.058 ± 0.010", "0.050 [0.030, 0.100]", "0.780 ± 0.100", "0.801 [0.530, 0.890]",
+                     "0.001, 8.0"],
+                    ["mixreview", "0.062", "0.070", "0.800", "0.900", "0.003, –"]]  # taalm: not in the first
+    assert len(GRID_CHANGE_HEADER) == len(rows[0])

@@ -92,6 +92,38 @@ def fair_rows(summary: dict[str, dict], methods: list[str], baseline: str = "fin
     return rows
 
 
+def _mean_std(mean: float, std: float | None) -> str:
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+GRID_CHANGE_HEADER = ["method", "Top Acc, first grid (± std)", "Top Acc, fair grid [95 % CI]",
+                      "Total Knowledge, first grid (± std)", "Total Knowledge, fair grid [95 % CI]",
+                      "fair grid: lr, epochs trained"]
+
+
+def grid_change_rows(first: dict[str, dict], fair: dict[str, dict], methods: list[str]) -> list[list]:
+    """The first grid (every method at TAALM's lr and 8 epochs) beside the fair one (each method's
+    validated lr, early stopping, 95 % intervals), one row per method found in both summaries."""
+    from trainattn.methods import canonical_method_name
+
+    rows = []
+    for method in methods:
+        name = canonical_method_name(method)
+        old, new = first.get(name), fair.get(name)
+        if old is None or new is None:
+            continue
+        lr, epochs = new.get("lr"), new.get("epochs")
+        rows.append([
+            method,
+            _mean_std(old["top_acc_mean"], old.get("top_acc_std")),
+            with_interval(new["top_acc_mean"], new.get("top_acc_ci95")),
+            _mean_std(old["total_knowledge_mean"], old.get("total_knowledge_std")),
+            with_interval(new["total_knowledge_mean"], new.get("total_knowledge_ci95")),
+            ("–" if lr is None else f"{lr:g}") + ", " + ("–" if epochs is None else f"{epochs:.1f}"),
+        ])
+    return rows
+
+
 def headline(summary: dict[str, dict], method: str, baselines: list[str]) -> dict:
     """``method`` against the best of ``baselines`` (by Top Acc) and against every baseline's
     Total Knowledge, decided by 95 % intervals: ``{"best_baseline", "ratio", "top_acc_vs_best",
