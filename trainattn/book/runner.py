@@ -177,8 +177,8 @@ def check_profile(profile: str, root: str | Path = ".") -> list[str]:
 class NotebookRun:
     """The outcome of one notebook: ``status`` is ok | updated | mismatch | no-reference | failed.
 
-    ``profile``: the profile it ran under; ``fallback_from``: why the intended profile was given
-    up (a record missing), if it was; ``missing_record``: it stopped at a run without a record.
+    ``profile``: the profile it ran under; ``fallback_from``: the run whose missing record made the
+    intended profile give way, if one did; ``missing_record``: it stopped at a run without a record.
     """
 
     stem: str
@@ -210,7 +210,7 @@ class BookReport:
         for r in self.runs:
             line = f"  {r.stem:<32} {r.status:<13} {r.seconds:7.1f} s"
             if r.profile and r.profile != self.profile:
-                line += f"  [{r.profile}: no {self.profile} record at {r.fallback_from.split(': no finished', 1)[0]}]"
+                line += f"  [{r.profile}: no {self.profile} record at {r.fallback_from}]"
             lines.append(line + (f"  {r.message}" if r.message else ""))
         mismatches = [m for r in self.runs for m in r.mismatches]
         if mismatches:
@@ -253,12 +253,16 @@ def run_book(
     """
     root = Path(root).resolve()
     paths = list_notebooks(root, notebooks)
+    for name in {profile, fallback} - {None}:
+        unknown = [s for s in load_profile(name, root) if s != "common" and s not in {p.stem for p in list_notebooks(root)}]
+        if unknown:
+            raise ValueError(f"profile {name}: section(s) {unknown} name no notebook")
     report = BookReport(profile)
     for path in paths:
         run = _run_notebook(path, profile, root, Path(build_dir), results_dir, update, timeout, log_output,
                             recompute, records_only)
         if run.missing_record and fallback:
-            missing = run.message
+            missing = run.message.split(": no finished run", 1)[0]  # RecordMissingError names the run first
             for producer in _missing_products(path, fallback, root, Path(build_dir)):
                 # e.g. chapter 03's φ, which the fallback profile's later chapters read: computed
                 # under that profile into the build folder, its page left as published
@@ -308,9 +312,6 @@ def _run_notebook(path: Path, profile: str, root: Path, build_dir: Path, results
     build_dir = root / build_dir
     results_dir = root / (DEFAULT_RESULTS_DIR if results_dir is None else results_dir) / profile
     data = load_profile(profile, root)
-    unknown = [s for s in data if s != "common" and s not in {p.stem for p in list_notebooks(root)}]
-    if unknown:
-        raise ValueError(f"profile {profile}: section(s) {unknown} name no notebook")
     tolerances = load_tolerances(results_dir / "tolerances.yml")
     got_path = build_dir / "results" / profile / f"{stem}.json"
     executed = executed or build_dir / f"{stem}.ipynb"
@@ -366,9 +367,8 @@ def _run_notebook(path: Path, profile: str, root: Path, build_dir: Path, results
     return run
 
 
-def fallback_note(stem: str, profile: str, fallback: str, missing: str) -> str:
-    """A MyST note for a page built under ``fallback`` because ``profile``'s records are incomplete."""
-    first = missing.split(": no finished run", 1)[0]
+def fallback_note(stem: str, profile: str, fallback: str, first: str) -> str:
+    """A MyST note for a page built under ``fallback`` because ``profile``'s record ``first`` is missing."""
     return "\n".join([
         "```{note}",
         f"**This page shows the `{fallback}` profile's smoke test, not the `{profile}` reference.** "
