@@ -17,6 +17,7 @@ from trainattn.protocols.store import (
     latest_checkpoint,
     phi_fingerprint,
     provenance,
+    require_records,
     run_identity,
     run_lock,
 )
@@ -100,6 +101,19 @@ def test_records_only_mode_refuses_to_compute_a_run_without_a_record(tmp_path, m
     assert Run(None, {"a": 1}).read_result() is None  # a run that stores nothing has nothing to read
     monkeypatch.setenv(RECORDS_ONLY_ENV, "0")
     assert run.read_result("row.json") is None
+
+
+def test_require_records_names_the_first_run_without_a_record_in_records_only_mode(tmp_path, monkeypatch):
+    done, missing = tmp_path / "finetune", tmp_path / "rho1"
+    Run(done, {"method": "finetune"}).write_result({"score": 0.5})
+    require_records([done, missing, tmp_path / "taalm"])  # outside records-only mode: nothing to check
+    monkeypatch.setenv(RECORDS_ONLY_ENV, "1")
+    require_records([done])
+    with pytest.raises(RecordMissingError, match=r"rho1/result.json: no finished run to read back") as err:
+        require_records(iter([done, missing, tmp_path / "taalm"]))
+    assert err.value.folder == missing
+    with pytest.raises(RecordMissingError, match=r"finetune/row.json"):
+        require_records([done], name="row.json")
 
 
 def test_ignored_keys_may_differ_on_resume(tmp_path):

@@ -178,7 +178,9 @@ class NotebookRun:
     """The outcome of one notebook: ``status`` is ok | updated | mismatch | no-reference | failed.
 
     ``profile``: the profile it ran under; ``fallback_from``: the run whose missing record made the
-    intended profile give way, if one did; ``missing_record``: it stopped at a run without a record.
+    intended profile give way, if one did; ``missing_record``: it stopped at a run without a record;
+    ``attempt_seconds``: what the intended profile's attempt (and the fallback's dependencies) took
+    before the fallback run, whose time is ``seconds``.
     """
 
     stem: str
@@ -191,6 +193,7 @@ class NotebookRun:
     profile: str = ""
     fallback_from: str = ""
     missing_record: bool = False
+    attempt_seconds: float = 0.0
 
 
 @dataclass
@@ -210,7 +213,8 @@ class BookReport:
         for r in self.runs:
             line = f"  {r.stem:<32} {r.status:<13} {r.seconds:7.1f} s"
             if r.profile and r.profile != self.profile:
-                line += f"  [{r.profile}: no {self.profile} record at {r.fallback_from}]"
+                line += (f"  [{r.profile}: no {self.profile} record at {r.fallback_from}; "
+                         f"{r.attempt_seconds:.1f} s before that]")
             lines.append(line + (f"  {r.message}" if r.message else ""))
         mismatches = [m for r in self.runs for m in r.mismatches]
         if mismatches:
@@ -263,6 +267,7 @@ def run_book(
                             recompute, records_only)
         if run.missing_record and fallback:
             missing = run.message.split(": no finished run", 1)[0]  # RecordMissingError names the run first
+            started = time.perf_counter() - run.seconds
             for producer in _missing_products(path, fallback, root, Path(build_dir)):
                 # e.g. chapter 03's φ, which the fallback profile's later chapters read: computed
                 # under that profile into the build folder, its page left as published
@@ -271,6 +276,7 @@ def run_book(
             run = _run_notebook(path, fallback, root, Path(build_dir), results_dir, update, timeout, log_output,
                                 recompute, False)
             run.fallback_from = missing
+            run.attempt_seconds = time.perf_counter() - started - run.seconds
             if run.executed is not None and run.executed.is_file():
                 mark_fallback(run.executed, fallback_note(path.stem, profile, fallback, missing))
         report.runs.append(run)

@@ -70,6 +70,20 @@ def records_only() -> bool:
     return os.environ.get(RECORDS_ONLY_ENV, "") not in ("", "0")
 
 
+def require_records(folders, name: str = RESULT_NAME) -> None:
+    """In records-only mode, raise :class:`RecordMissingError` for the first of ``folders`` without ``name``.
+
+    A chapter calls this before work that only matters if its runs can be read back (scoring
+    thousands of probes with the untrained θ), so that the published book gives way to the
+    fallback profile at once. Outside records-only mode it does nothing.
+    """
+    if not records_only():
+        return
+    for folder in folders:
+        if not (Path(folder) / name).is_file():
+            raise RecordMissingError(Path(folder), name)
+
+
 # ---------------------------------------------------------------- provenance
 
 
