@@ -6,7 +6,7 @@ import pytest
 from trainattn.cli import build_parser, main
 from trainattn.protocols.grid import summarise
 from trainattn.report.figures import plot_curves
-from trainattn.report.tables import lama_ckl_table
+from trainattn.report.tables import LAMA_CKL_HEADER, lama_ckl_rows, lama_ckl_table, markdown_table
 
 needs_data = pytest.mark.skipif(not os.environ.get("TRAINATTN_DATA"), reason="TRAINATTN_DATA not set")
 
@@ -42,6 +42,11 @@ def test_summary_table_and_plot(tmp_path):
     assert s["oracle"]["epoch_mean"] == 2 and s["oracle"]["seeds"] == [0]
     table = lama_ckl_table(results)
     assert table.index("oracle") < table.index("finetune")  # sorted by Top Acc
+    assert lama_ckl_rows(results) == [["oracle", "0.400", "2.0", "0.900", "1.300", 1],
+                                      ["finetune", "0.150 ± 0.071", "1.0", "0.850", "1.000 ± 0.141", 2]]
+    assert table.splitlines()[2].split() == ["oracle", "0.400", "2.0", "0.900", "1.300", "1"]
+    assert markdown_table(LAMA_CKL_HEADER, lama_ckl_rows(results)).splitlines()[3] == \
+        "| finetune | 0.150 ± 0.071 | 1.0 | 0.850 | 1.000 ± 0.141 | 2 |"
     assert plot_curves(results, tmp_path / "curves.png").stat().st_size > 1000
 
 

@@ -27,25 +27,29 @@ def load_results(paths) -> list[dict]:
     return found
 
 
-def lama_ckl_table(results: list[dict]) -> str:
-    """A text table like the paper's Table 1 (mean ± std over seeds where there are several)."""
-    rows = summarise(results)
-    header = f"{'Method':<28}{'Top Acc':>16}{'Epoch':>8}{'NF Acc':>9}{'Total Knowledge':>19}{'seeds':>7}"
-    lines = [header, "-" * len(header)]
-    for method, s in sorted(rows.items(), key=lambda kv: -np.nan_to_num(kv[1]["top_acc_mean"])):
+LAMA_CKL_HEADER = ["Method", "Top Acc (± std)", "Epoch", "NF Acc", "Total Knowledge (± std)", "seeds"]
+LAMA_CKL_NOTE = "Top Acc and its Epoch are read on the TO-LEARN test curve, as in the paper; NF Acc at that epoch."
+
+
+def lama_ckl_rows(results: list[dict]) -> list[list]:
+    """Rows under :data:`LAMA_CKL_HEADER`, the paper's Table 1 layout: mean ± std over seeds
+    (no ± for a single seed), best Top Acc first."""
+    rows = []
+    for method, s in sorted(summarise(results).items(), key=lambda kv: -np.nan_to_num(kv[1]["top_acc_mean"])):
         label = method + (f" [{s['labels']['review_pool']} pool]" if "review_pool" in s["labels"] else "")
-        lines.append(
-            f"{label:<28}{s['top_acc_mean']:>9.3f} ± {_std(s['top_acc_std'])}{s['epoch_mean']:>8.1f}"
-            f"{s['nf_acc_mean']:>9.3f}{s['total_knowledge_mean']:>11.3f} ± {_std(s['total_knowledge_std'])}"
-            f"{len(s['seeds']):>7}"
-        )
-    lines.append("Top Acc and its Epoch are read on the TO-LEARN test curve, as in the paper; "
-                 "NF Acc at that epoch.")
-    return "\n".join(lines)
+        rows.append([label, _mean_std(s["top_acc_mean"], s["top_acc_std"]), f"{s['epoch_mean']:.1f}",
+                     f"{s['nf_acc_mean']:.3f}", _mean_std(s["total_knowledge_mean"], s["total_knowledge_std"]),
+                     len(s["seeds"])])
+    return rows
 
 
-def _std(std: float | None) -> str:
-    return "  –  " if std is None else f"{std:.3f}"
+def lama_ckl_table(results: list[dict]) -> str:
+    """:func:`lama_ckl_rows` as aligned plain text, for a terminal."""
+    rows = [LAMA_CKL_HEADER, *([str(c) for c in r] for r in lama_ckl_rows(results))]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(LAMA_CKL_HEADER))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:], LAMA_CKL_NOTE])
 
 
 def with_interval(value: float | None, ci: list[float] | None) -> str:
