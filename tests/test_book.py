@@ -248,6 +248,35 @@ def test_update_then_check_then_mismatch(tmp_path, monkeypatch):
     assert "results/ci/01_toy.json" in note
 
 
+def test_update_publishes_companions_and_the_published_profiles_figures(tmp_path, monkeypatch):
+    import papermill
+
+    root = _fake_project(tmp_path)
+    nb = json.loads((root / "notebooks" / "01_toy.ipynb").read_text())
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                        "source": 'chapter.write_companion("toy_summary", summary)\n'})
+    (root / "notebooks" / "01_toy.ipynb").write_text(json.dumps(nb))
+    (root / "notebooks" / "profiles" / "cpu.yml").write_text("common: {}\n")
+    _fake_papermill(monkeypatch, 0.5)
+    execute = papermill.execute_notebook
+
+    def with_files(input_path, output_path, parameters, **kw):
+        execute(input_path, output_path, parameters, **kw)
+        built = (Path(kw["cwd"]) / parameters["results_path"]).parent
+        (built / "toy_summary.json").write_text(json.dumps({"taalm": parameters["profile"]}))
+        for name in ("01_toy.curves.png", "01_toy.png", "01_toys.png"):
+            (built / name).write_bytes(b"png")
+
+    monkeypatch.setattr(papermill, "execute_notebook", with_files)
+    report = run_book("ci", root=root, update=True)
+    assert report.runs[0].message == "reference written to results/ci/01_toy.json with toy_summary.json"
+    assert sorted(p.name for p in (root / "results" / "ci").iterdir()) == ["01_toy.json", "toy_summary.json"]
+    run_book(PUBLISH_PROFILE, root=root, update=True)
+    assert sorted(p.name for p in (root / "results" / "cpu").iterdir()) == [
+        "01_toy.curves.png", "01_toy.json", "01_toy.png", "toy_summary.json"]  # not another stem's figure
+    assert json.loads((root / "results" / "cpu" / "toy_summary.json").read_text()) == {"taalm": "cpu"}
+
+
 def test_cli_builds_the_book_despite_a_mismatch_unless_strict(tmp_path, monkeypatch):
     import trainattn.book.runner as runner
     from trainattn.cli import main
@@ -343,6 +372,10 @@ def test_publish_reads_records_only_and_shows_a_chapter_without_them_at_ci(tmp_p
         run_book(PUBLISH_PROFILE, root=root, records_only=True)
     monkeypatch.chdir(root)
     assert main(["book", "--update"]) == 2  # the published book only reads records back
+    seen.clear()
+    assert main(["book", "--profile", "cpu", "--records-only", "--notebooks", "02_done", "--no-build"]) == 0
+    assert seen == [("02_done", "cpu", "1")]  # a named profile, read back only (no fallback)
+    assert main(["book", "--profile", "cpu", "--records-only", "--recompute", "--no-build"]) == 2
 
 
 def test_a_fallback_chapter_first_computes_the_fallback_work_it_reads(tmp_path, monkeypatch):

@@ -344,3 +344,24 @@ def test_ckl_pool_cli_pools_two_splits(tmp_path, capsys):
     assert "| finetune |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="SPLIT_SEED=FOLDER"):
         main(["ckl-pool", "--grid", str(tmp_path / "42")])
+
+
+def test_recorded_grid_leaves_out_a_method_without_records_only_in_records_only_mode(tokenizer, tmp_path,
+                                                                                     monkeypatch):
+    from trainattn.protocols.store import RECORDS_ONLY_ENV, RecordMissingError
+
+    first = grid_run(tokenizer, tmp_path, methods=("finetune", "oracle", "rho1"))
+    (run_dir_for(tmp_path, "oracle", 1) / "result.json").unlink()
+
+    def load_model():
+        raise AssertionError("records-only mode must not train")
+
+    kw = dict(to_learn_rows=TO_LEARN, not_to_forget_rows=NOT_TO_FORGET, run_root=tmp_path, load_model=load_model,
+              review_rows=REVIEW, progress=False, log=None)
+    monkeypatch.setenv(RECORDS_ONLY_ENV, "1")
+    results, missing = grid.recorded_lama_ckl_grid(config(epochs=1), ["finetune", "oracle", "rho1"], [0, 1], **kw)
+    assert [(r["method"], r["seed"]) for r in results] == [("finetune", 0), ("rho1", 0), ("finetune", 1), ("rho1", 1)]
+    assert [r["curves"] for r in results] == [r["curves"] for r in first if r["method"] != "oracle"]
+    assert list(missing) == ["oracle"] and missing["oracle"].folder == run_dir_for(tmp_path, "oracle", 1)
+    with pytest.raises(RecordMissingError, match="seed-1/oracle/result.json: no finished run"):
+        grid.recorded_lama_ckl_grid(config(epochs=1), ["finetune", "oracle"], [0, 1], required=["oracle"], **kw)

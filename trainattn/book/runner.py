@@ -360,7 +360,9 @@ def _run_notebook(path: Path, profile: str, root: Path, build_dir: Path, results
     reference = results_dir / f"{stem}.json"
     if update:
         write_json_atomic(reference, got)
-        run.status, run.message = "updated", f"reference written to {reference.relative_to(root)}"
+        published = _publish_beside(stem, profile, got_path.parent, results_dir, root)
+        run.status, run.message = "updated", f"reference written to {reference.relative_to(root)}" + (
+            f" with {', '.join(published)}" if published else "")
     elif not reference.is_file():
         run.status = "no-reference"
         run.message = f"no reference yet: run with --update to write {reference.relative_to(root)}"
@@ -371,6 +373,21 @@ def _run_notebook(path: Path, profile: str, root: Path, build_dir: Path, results
         if run.mismatches:
             mark_mismatches(executed, run.mismatches, reference.relative_to(root))
     return run
+
+
+def _publish_beside(stem: str, profile: str, built: Path, results_dir: Path, root: Path) -> list[str]:
+    """Copy a notebook's companion files (:func:`companion_results`) from the build's results folder
+    ``built`` into the reference folder ``results_dir`` and, for the published profile, its figures
+    (``<stem>.png``, ``<stem>.<name>.png``: the landing page shows them). Returns the names copied."""
+    names = [f"{name}.json" for name, owner in companion_results(root).items() if owner == stem]
+    if profile == PUBLISH_PROFILE:
+        names += sorted(p.name for p in built.glob(f"{stem}*.png") if p.stem == stem or p.stem.startswith(f"{stem}."))
+    copied = []
+    for name in names:
+        if (built / name).is_file():
+            shutil.copyfile(built / name, results_dir / name)
+            copied.append(name)
+    return copied
 
 
 def fallback_note(stem: str, profile: str, fallback: str, first: str) -> str:

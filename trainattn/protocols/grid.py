@@ -31,11 +31,13 @@ from trainattn.protocols.lama_ckl import (
     validation_key,
 )
 from trainattn.protocols.store import (
+    RecordMissingError,
     Run,
     config_identity,
     data_fingerprint,
     differing_keys,
     phi_fingerprint,
+    records_only,
 )
 
 SUMMARY_KEYS = ("top_acc_mean", "top_acc_std", "epoch_mean", "nf_acc_mean",
@@ -179,6 +181,33 @@ def run_lama_ckl_grid(
                 result["lr_choice"] = choice
             results.append(result)
     return results
+
+
+def recorded_lama_ckl_grid(
+    base: CKLConfig, methods: Sequence[str], seeds: Sequence[int], required: Sequence[str] = (), **kwargs
+) -> tuple[list[dict], dict[str, RecordMissingError]]:
+    """:func:`run_lama_ckl_grid`, except that in records-only mode a method with any run not yet
+    recorded is left out rather than stopping the grid.
+
+    Returns ``(results, missing)``: the results in :func:`run_lama_ckl_grid`'s order (seed, then
+    method), and for each left-out method the error that names its first run without a record.
+    Outside records-only mode ``missing`` is empty: every run is read back or computed. A method
+    of ``required`` without its records re-raises its error: a table without it says nothing.
+    This is how the published book shows an interim grid while the rest is being computed.
+    """
+    if not records_only():
+        return run_lama_ckl_grid(base, methods, seeds, **kwargs), {}
+    results, missing = [], {}
+    for method in methods:
+        try:
+            results += run_lama_ckl_grid(base, [method], seeds, **kwargs)
+        except RecordMissingError as err:
+            if method in required:
+                raise
+            missing[method] = err
+    order = {(seed, canonical_method_name(m)): i
+             for i, (seed, m) in enumerate((s, m) for s in seeds for m in methods)}
+    return sorted(results, key=lambda r: order[(r["seed"], r["method"])]), missing
 
 
 def summarise(results: list[dict], intervals: bool = True) -> dict[str, dict]:

@@ -378,3 +378,18 @@ def ratio_rows(summary: dict[str, dict], methods: list[str]) -> list[list]:
             "above" if paper_top > 1 else "below" if paper_top < 1 else "level")
         rows.append([method, ours_top, paper_top, ours_total, paper_total, ours_side, paper_side])
     return rows
+
+
+def missing_records_note(missing: dict, recorded: list[str]) -> str:
+    """A MyST warning over an interim grid: the methods left out for want of records (``missing``:
+    method → the :class:`~trainattn.protocols.store.RecordMissingError` naming its first missing run)
+    and the ``recorded`` methods that are shown."""
+    rows = [f"| {m} | `{Path(err.folder).as_posix()}` |" for m, err in missing.items()]
+    return "\n".join([
+        "```{warning}",
+        f"**Interim table: {len(missing)} method(s) have runs not yet recorded** and are left out of every table, "
+        f"figure and goal on this page until they are (`python scripts/reproduce_cpu.py` computes them; it "
+        f"resumes). Shown: {', '.join(recorded) or 'none'}. The goals judge TAALM against the recorded "
+        "baselines only.", "",
+        "| left out | first run without a record |", "|---|---|", *rows,
+        "```"])
