@@ -248,6 +248,31 @@ def test_update_then_check_then_mismatch(tmp_path, monkeypatch):
     assert "results/ci/01_toy.json" in note
 
 
+def test_executed_pages_name_paths_relative_to_the_repository(tmp_path, monkeypatch):
+    import papermill
+
+    root = _fake_project(tmp_path)
+    _fake_papermill(monkeypatch, 0.5)
+    execute = papermill.execute_notebook
+
+    def with_paths(input_path, output_path, parameters, **kw):
+        execute(input_path, output_path, parameters, **kw)
+        page = json.loads(Path(output_path).read_text())
+        page["metadata"]["papermill"] = {"input_path": str(input_path), "output_path": str(output_path)}
+        warning = f"{kw['cwd']}/.venv/lib/site-packages/x.py:3: FutureWarning: old\n"
+        page["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": 1, "source": "",
+                              "outputs": [{"output_type": "stream", "name": "stderr", "text": warning}]})
+        Path(output_path).write_text(json.dumps(page))
+
+    monkeypatch.setattr(papermill, "execute_notebook", with_paths)
+    run_book("ci", root=root, update=True)
+    page = json.loads((root / "book" / "executed" / "01_toy.ipynb").read_text())
+    assert page["metadata"]["papermill"] == {"input_path": "notebooks/01_toy.ipynb",
+                                             "output_path": "book/executed/01_toy.ipynb"}
+    assert page["cells"][-1]["outputs"][0]["text"] == ".venv/lib/site-packages/x.py:3: FutureWarning: old\n"
+    assert str(root.resolve()) not in (root / "book" / "executed" / "01_toy.ipynb").read_text()
+
+
 def test_update_publishes_companions_and_the_published_profiles_figures(tmp_path, monkeypatch):
     import papermill
 

@@ -349,6 +349,8 @@ def _run_notebook(path: Path, profile: str, root: Path, build_dir: Path, results
         return run
     finally:
         run.seconds = time.perf_counter() - start
+        if executed.is_file():
+            relativise_paths(executed, root)
         if saved_env is None:
             os.environ.pop(RECORDS_ONLY_ENV, None)
         else:
@@ -388,6 +390,16 @@ def _publish_beside(stem: str, profile: str, built: Path, results_dir: Path, roo
             shutil.copyfile(built / name, results_dir / name)
             copied.append(name)
     return copied
+
+
+def relativise_paths(executed: Path, root: Path) -> None:
+    """Write the executed notebook with the repository root's absolute path removed: papermill's
+    metadata (input and output paths) and library warnings (site-packages of a virtual environment
+    inside the checkout) then name paths relative to the repository, as the pages do."""
+    text = Path(executed).read_text(encoding="utf-8")
+    prefix = json.dumps(str(Path(root).resolve()) + os.sep)[1:-1]  # as it appears inside JSON strings
+    if prefix in text:
+        Path(executed).write_text(text.replace(prefix, ""), encoding="utf-8")
 
 
 def fallback_note(stem: str, profile: str, fallback: str, first: str) -> str:
