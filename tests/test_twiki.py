@@ -368,3 +368,30 @@ def test_a_finished_run_reads_back_from_its_record_without_theta_checkpoints(tok
         p.unlink()
     again, _ = run(tokenizer, config(), out_dir=tmp_path, periods=("0910",))  # a committed record: JSON only
     assert again == json.loads(json.dumps(first))
+
+
+def test_untrained_scores_are_a_record_read_back_without_theta(tokenizer, tmp_path, monkeypatch):
+    from trainattn.protocols.store import RECORDS_ONLY_ENV, RecordMissingError, RunMismatchError
+
+    loads = []
+
+    def load_model():
+        loads.append(1)
+        return tiny_llama(len(tokenizer), seed=0), tokenizer
+
+    periods = ["0910", "1011"]
+    direct = {p: twiki.score_period(load_model()[0], tokenizer, config(), PROBES[p], progress=False) for p in periods}
+    loads.clear()
+    first = twiki.untrained_scores(config(), load_model, PROBES, periods, out_dir=tmp_path / "untrained",
+                                   dtype="float32")
+    assert first == direct and len(loads) == 1
+    again = twiki.untrained_scores(config(lr=3e-4), load_model, PROBES, periods, out_dir=tmp_path / "untrained",
+                                   dtype="float32")  # the learning rate is no part of θ's untrained scores
+    assert again == direct and len(loads) == 1
+    with pytest.raises(RunMismatchError, match="eval_batch_size"):  # it can flip argmax ties
+        twiki.untrained_scores(config(eval_batch_size=4), load_model, PROBES, periods,
+                               out_dir=tmp_path / "untrained", dtype="float32")
+    monkeypatch.setenv(RECORDS_ONLY_ENV, "1")
+    with pytest.raises(RecordMissingError, match="other/result.json"):
+        twiki.untrained_scores(config(), load_model, PROBES, periods, out_dir=tmp_path / "other", dtype="float32")
+    assert len(loads) == 1

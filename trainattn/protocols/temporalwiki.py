@@ -202,6 +202,35 @@ def score_period(theta, tokenizer, config: CKLConfig, probe_sets: dict, progress
     return out
 
 
+UNTRAINED = "untrained"
+
+
+def untrained_scores(config: CKLConfig, load_model, probes_by_period: dict, periods, out_dir=None,
+                     dtype: str | None = None, progress: bool = False) -> dict[str, dict]:
+    """θ before any update on every period's probes: ``{period: score_period(...)}``.
+
+    ``load_model()`` returns ``(θ, tokenizer)`` without LoRA (fresh LoRA adds exactly zero); it is
+    called only when the scores have to be computed. With ``out_dir`` the scores are a run record
+    (``result.json``) whose identity is θ's model, ``dtype``, the eval batch size (it can flip argmax
+    ties) and the probes; it is read back instead of recomputed (thousands of probes), and in
+    records-only mode a missing record raises
+    :class:`~trainattn.protocols.store.RecordMissingError`.
+    """
+    data = hashlib.sha256(json.dumps([list(periods), {p: probes_by_period[p] for p in periods}],
+                                     sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    run = Run(out_dir, run_identity(method=UNTRAINED, data=data, theta_model=config.theta.model, dtype=dtype,
+                                    eval_batch_size=config.eval_batch_size))
+    with run.lock():
+        found = run.read_result()
+        if found is not None:
+            return found["scores"]
+        theta, tokenizer = load_model()
+        scores = {p: score_period(theta, tokenizer, config, probes_by_period[p], progress) for p in periods}
+        del theta
+        run.write_result({"scores": scores, "provenance": provenance(), "versions": versions()})
+    return scores
+
+
 def theta_l2(theta) -> float:
     """L2 norm of θ's trainable tensors (tracks that θ moves and is carried over)."""
     return float(torch.sqrt(sum((p.detach().double() ** 2).sum() for p in trainable_tensors(theta).values())))
