@@ -137,3 +137,21 @@ def test_chapter07_versions_name_where_its_runs_were_computed(tmp_path):
     assert v["hardware"] == "NVIDIA H200" and v["executed_on"] == here and v["runs_hardware"] == ["NVIDIA H200"]
     write_json_atomic(tmp_path / "cpu_run" / "result.json", {"versions": {"hardware": "cpu (2 cores)"}})
     assert chapter_versions(tmp_path)["hardware"] == "NVIDIA H200 + cpu (2 cores)"
+
+
+def test_vs_untrained_tells_nll_from_accuracy():
+    from trainattn.report.temporalwiki import VS_UNTRAINED_HEADER, vs_untrained
+
+    def period(p, nll, acc):
+        return {"period": p, "changed": {"nll": nll, "acc": acc}, "unchanged": {"nll": 9.0, "acc": 0.1}}
+
+    before = {p: {k: {"nll": 7.0, "acc": 0.1} for k in ("changed", "unchanged")} for p in ("0910", "1011")}
+    results = {"finetune": {"results": [period("0910", 10.2, 0.14), period("1011", 8.9, 0.16)]},
+               "taalm": {"results": [period("0910", 6.5, 0.3), period("1011", 7.5, 0.3)]}}
+    rows, verdicts = vs_untrained(results, before)
+    assert len(VS_UNTRAINED_HEADER) == len(rows[0]) == 6
+    assert rows[0] == ["finetune", "0910", "7.000 → 10.200", "0.100 → 0.140", "7.000 → 9.000", "0.100 → 0.100"]
+    assert verdicts == {"finetune": {"changed_nll_below": False, "changed_acc_above": True},  # confident errors
+                        "taalm": {"changed_nll_below": False, "changed_acc_above": True}}
+    assert vs_untrained({"x": {"results": [period("0910", 6.9, 0.2)]}}, before)[1] == {
+        "x": {"changed_nll_below": True, "changed_acc_above": True}}

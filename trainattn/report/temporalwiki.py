@@ -70,6 +70,32 @@ def twiki_vs_paper_rows(results: dict[str, dict], before: dict | None = None,
     return header, rows
 
 
+VS_UNTRAINED_HEADER = ["method", "period", "Changed NLL: untrained → after", "Changed acc: untrained → after",
+                       "Unchanged NLL: untrained → after", "Unchanged acc: untrained → after"]
+
+
+def vs_untrained(results: dict[str, dict], before: dict) -> tuple[list[list], dict[str, dict]]:
+    """Each method's probe scores after each period beside the untrained θ's on the same probes.
+
+    Returns ``(rows, verdicts)``: rows under :data:`VS_UNTRAINED_HEADER`, and per method
+    ``{"changed_nll_below": bool, "changed_acc_above": bool}``, whether every period ended with the
+    Changed facts' mean NLL below (accuracy above) the untrained θ's. The two can disagree: the
+    mean NLL punishes confident errors, so accuracy can rise while the NLL rises too.
+    """
+    rows, verdicts = [], {}
+    for name, result in results.items():
+        nll_below, acc_above = True, True
+        for x in result["results"]:
+            b = before[x["period"]]
+            rows.append([name, x["period"]] + [f"{b[k][m]:.3f} → {x[k][m]:.3f}"
+                                               for k, m in (("changed", "nll"), ("changed", "acc"),
+                                                            ("unchanged", "nll"), ("unchanged", "acc"))])
+            nll_below &= x["changed"]["nll"] < b["changed"]["nll"]
+            acc_above &= x["changed"]["acc"] > b["changed"]["acc"]
+        verdicts[name] = {"changed_nll_below": bool(nll_below), "changed_acc_above": bool(acc_above)}
+    return rows, verdicts
+
+
 def format_twiki_table(result, digits: int = 4) -> str:
     """A paper-style Markdown table of mean object-token NLL (Un / C / Avg; lower is better).
 
