@@ -77,9 +77,29 @@ def split_paths(split: int) -> tuple[str, str]:
     return f"{base}/lama_ckl", f"{base}/phi/best"
 
 
-def plan(splits: list[int], device: str = "cpu", tailored=tailored_folder) -> list[Job]:
-    """The jobs in priority order: split 42's fair grid and combinations first, then each other split."""
+def piece_recorded(grid_dir: str, method: str, piece: str) -> bool:
+    """Whether a ``per_run`` piece's run already has its ``result.json`` (then it is not queued)."""
+    from trainattn.methods import canonical_method_name
+
+    if "-lr-" in piece:
+        lr = float(piece.rsplit("-lr-", 1)[1])
+        return (ROOT / grid_dir / "seed-0" / canonical_method_name(method) / f"lr-{lr:g}" / "result.json").is_file()
+    seed = piece.rsplit("-seed-", 1)[1]
+    folder = ROOT / grid_dir / f"seed-{seed}" / canonical_method_name(method)
+    return any(folder.glob("lr-*/result.json"))
+
+
+def plan(splits: list[int], device: str = "cpu", tailored=tailored_folder, per_run: bool = False) -> list[Job]:
+    """The jobs in priority order: every split's tailoring and φ first (the longest chains, and they
+    need no grid), then split 42's fair grid and combinations, then each other split's grid.
+
+    ``per_run`` (for a GPU with many slots): each method's grid also gets one job per run, run in
+    parallel: on split 42 its seed-0 candidates (one per learning rate), then seeds 1 and 2 at the
+    chosen rate; on the other splits one per seed. The method's whole-grid job then only reads them
+    back, so the names other jobs wait on (``grid-<split>-<method>``) keep their meaning.
+    """
     jobs: list[Job] = []
+    grid_jobs: list[Job] = []
     for split in splits:
         folder = tailored(split)
         tailor = Job(f"tailor-{split}", ["trainattn", "tailor", "--to-learn", str(N_FACTS), "--not-to-forget",
@@ -101,16 +121,29 @@ def plan(splits: list[int], device: str = "cpu", tailored=tailored_folder) -> li
             uses_phi = "taalm" in method
             # split 42 chooses each method's rate on its validation slice; the other splits take
             # that rate, fixed in advance (the same settings on every split, half the runs)
-            rates = ["--lrs", *LRS] if split == REFERENCE_SPLIT else ["--lr-from", split_paths(REFERENCE_SPLIT)[0]]
-            command = ["trainattn", "ckl-grid", "--config", "configs/lama_ckl_cpu.yml", "--methods", method,
-                       "--seeds", *seeds, *rates, "--out", grid_dir, "--tailored", folder, "--device", device]
-            if uses_phi:
-                command += ["--phi", phi]
+            lr_from = ["--lr-from", split_paths(REFERENCE_SPLIT)[0]]
+            rates = ["--lrs", *LRS] if split == REFERENCE_SPLIT else lr_from
+            common = ["--out", grid_dir, "--tailored", folder, "--device", device] + (["--phi", phi] if uses_phi else [])
+            head = ["trainattn", "ckl-grid", "--config", "configs/lama_ckl_cpu.yml", "--methods", method]
             after = [tailor.name] + ([phi_job.name] if uses_phi and phi_job else [])
             if split != REFERENCE_SPLIT and REFERENCE_SPLIT in splits:
                 after.append(f"grid-{REFERENCE_SPLIT}-{method}")
-            jobs.append(Job(f"grid-{split}-{method}", command, after))
-    return jobs
+            name = f"grid-{split}-{method}"
+            whole_after = after
+            if per_run:
+                if split == REFERENCE_SPLIT:
+                    candidates = [Job(f"{name}-lr-{lr}", [*head, "--seeds", "0", "--lrs", lr, *common], after)
+                                  for lr in LRS]
+                    # a recorded candidate is not queued, so nothing waits on it
+                    cand_names = [j.name for j in candidates if not piece_recorded(grid_dir, method, j.name)]
+                    pieces = candidates + [Job(f"{name}-seed-{s}", [*head, "--seeds", s, *lr_from, *common],
+                                               after + cand_names) for s in seeds[1:]]
+                else:
+                    pieces = [Job(f"{name}-seed-{s}", [*head, "--seeds", s, *rates, *common], after) for s in seeds]
+                grid_jobs += [j for j in pieces if not piece_recorded(grid_dir, method, j.name)]
+                whole_after = after + [j.name for j in pieces if j in grid_jobs]
+            grid_jobs.append(Job(name, [*head, "--seeds", *seeds, *rates, *common], whole_after))
+    return jobs + grid_jobs
 
 
 CHAPTERS = ("05_temporalwiki", "06_ablations", "07_open_questions")
@@ -189,15 +222,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="threads per job (default: cores // slots, at least 1)")
     parser.add_argument("--deadline", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--logs", default="runs/reproduce_cpu", help="a log per job and status.json")
-    parser.add_argument("--chapters", action="store_true",
-                        help="also chapters 05-07 at the cpu profile (after split 42's grid in the queue)")
+    parser.add_argument("--chapters", nargs="*", default=None, metavar="STEM",
+                        help="also chapters 05-07 at the cpu profile (after split 42's grid in the queue); "
+                             "with stems (e.g. 06_ablations), only those")
+    parser.add_argument("--per-run", action="store_true",
+                        help="one job per LAMA-CKL run, so a method's runs go in parallel (a GPU with many slots)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     args = parser.parse_args(argv)
-    jobs = plan(args.splits, args.device)
-    if args.chapters:  # after the reference split's grid, before the other splits
-        cut = next((i for i, j in enumerate(jobs) if j.name.startswith("tailor-") and j.name != "tailor-42"),
-                   len(jobs))
-        jobs[cut:cut] = chapter_jobs(args.device)
+    jobs = plan(args.splits, args.device, per_run=args.per_run)
+    if args.chapters is not None:  # after the reference split's grid, before the other splits' grids
+        unknown = set(args.chapters) - set(CHAPTERS)
+        if unknown:
+            parser.error(f"--chapters: unknown {sorted(unknown)}; choose from {list(CHAPTERS)}")
+        chapters = [j for j in chapter_jobs(args.device) if not args.chapters
+                    or j.name.removeprefix("chapter-") in args.chapters]
+        cut = next((i for i, j in enumerate(jobs) if j.name.startswith("grid-")
+                    and not j.name.startswith(f"grid-{REFERENCE_SPLIT}-")), len(jobs))
+        jobs[cut:cut] = chapters
     if args.only:
         wanted = set(args.only)
         unknown = wanted - {j.name for j in jobs}

@@ -19,10 +19,11 @@ def rc():
     return module
 
 
-def test_plan_runs_the_reference_grid_first_and_gives_every_other_split_its_own_phi(rc):
+def test_plan_starts_every_phi_first_then_the_reference_grid_then_the_other_splits(rc):
     jobs = rc.plan([42, 7], "cuda", tailored=lambda s: f"T{s}")
     names = [j.name for j in jobs]
-    assert names[0] == "tailor-42" and names.index("grid-42-taalm+recadam") < names.index("tailor-7")
+    assert names[:3] == ["tailor-42", "tailor-7", "phi-7"]  # the longest chain starts at once
+    assert names.index("grid-42-taalm+recadam") < names.index("grid-7-finetune")
     by = {j.name: j for j in jobs}
     ft = by["grid-42-finetune"].command
     assert ft[ft.index("--seeds") + 1: ft.index("--lrs")] == ["0", "1", "2"]
@@ -70,7 +71,7 @@ def test_runner_respects_slots_dependencies_failures_and_the_deadline(rc, tmp_pa
 def test_only_keeps_what_a_job_needs(rc, capsys):
     assert rc.main(["--splits", "42", "7", "--only", "grid-7-taalm", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["tailor-42", "grid-42-taalm", "tailor-7", "phi-7",
+    assert [line.split(":")[0] for line in lines] == ["tailor-42", "tailor-7", "phi-7", "grid-42-taalm",
                                                       "grid-7-taalm"]  # split 42 chooses TAALM's rate
     with pytest.raises(SystemExit):
         rc.main(["--only", "grid-9-x", "--dry-run"])
@@ -80,7 +81,34 @@ def test_chapters_run_after_the_reference_grid_with_the_device_where_declared(rc
     assert rc.main(["--splits", "42", "7", "--chapters", "--device", "cuda", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.split(":")[0] for line in lines]
-    assert names.index("grid-42-taalm+recadam") < names.index("chapter-05_temporalwiki") < names.index("tailor-7")
+    assert names.index("grid-42-taalm+recadam") < names.index("chapter-05_temporalwiki") < names.index("grid-7-finetune")
     by = dict(zip(names, lines, strict=True))
     assert "device=cuda" in by["chapter-07_open_questions"] and "device=" not in by["chapter-05_temporalwiki"]
     assert "--profile cpu" in by["chapter-06_ablations"]
+
+
+def test_chapters_can_be_chosen_by_stem(rc, capsys):
+    assert rc.main(["--splits", "42", "--chapters", "06_ablations", "--dry-run"]) == 0
+    names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    assert [n for n in names if n.startswith("chapter-")] == ["chapter-06_ablations"]
+    with pytest.raises(SystemExit):
+        rc.main(["--chapters", "09_nothing", "--dry-run"])
+
+
+def test_per_run_pieces_run_in_parallel_and_skip_recorded_runs(rc, tmp_path, monkeypatch):
+    monkeypatch.setattr(rc, "ROOT", tmp_path)
+    done = tmp_path / "results/cpu/runs/lama_ckl/seed-0/finetune/lr-0.001/result.json"
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    by = {j.name: j for j in rc.plan([42, 7], "cuda", tailored=lambda s: f"T{s}", per_run=True)}
+    assert "grid-42-finetune-lr-1e-3" not in by  # recorded: read back by the whole-grid job
+    lr = by["grid-42-finetune-lr-3e-4"].command
+    assert lr[lr.index("--seeds") + 1: lr.index("--lrs")] == ["0"] and lr[lr.index("--lrs") + 1] == "3e-4"
+    seed1 = by["grid-42-finetune-seed-1"]
+    assert seed1.command[seed1.command.index("--lr-from") + 1] == "results/cpu/runs/lama_ckl"
+    assert seed1.after == ["tailor-42", "grid-42-finetune-lr-3e-4", "grid-42-finetune-lr-3e-3"]
+    assert by["grid-42-finetune"].after == ["tailor-42", "grid-42-finetune-lr-3e-4", "grid-42-finetune-lr-3e-3",
+                                            "grid-42-finetune-seed-1", "grid-42-finetune-seed-2"]
+    t7 = by["grid-7-taalm-seed-2"]
+    assert t7.after == ["tailor-7", "phi-7", "grid-42-taalm"] and t7.command[t7.command.index("--seeds") + 1] == "2"
+    assert "grid-7-taalm-seed-2" in by["grid-7-taalm"].after

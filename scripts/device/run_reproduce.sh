@@ -18,9 +18,9 @@ echo "setup $(( $(date +%s) - START )) s"; nvidia-smi --query-gpu=name,memory.us
 # trainattn on PATH for the job queue's commands
 mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 -m trainattn.cli "$@"\n' > /tmp/bin/trainattn && chmod +x /tmp/bin/trainattn
 export PATH=/tmp/bin:$PATH
-python3 scripts/reproduce_cpu.py --device cuda --slots ${SLOTS:-12} --threads 1 --logs /tmp/w/logs --chapters \
-  --deadline $((END - START - 45)) > /tmp/w_queue.log 2>&1
-tail -40 /tmp/w_queue.log
+python3 scripts/reproduce_cpu.py --device cuda --slots ${SLOTS:-16} --threads 1 --logs /tmp/w/logs --per-run \
+  --chapters ${CHAPTERS:-06_ablations} --deadline $((END - $(date +%s) - 40)) > /tmp/w_queue.log 2>&1
+grep -c ' ended rc=0' /tmp/w_queue.log; grep -v ' start ' /tmp/w_queue.log | tail -60
 find results/cpu/runs/lama_ckl results/cpu/runs/splits results/cpu/runs/0[5-7]_* runs/reproduce_cpu \
   \( -name '*.json' -o -name '*.png' -o -name latest -o -path '*best/checkpoint/*/phi.safetensors' \
   -o -path '*paired_*/base/meta/checkpoint/*/phi.safetensors' \) 2>/dev/null \
