@@ -77,3 +77,18 @@ def test_compare_says_level_unless_intervals_separate():
     assert compare([0.1, 0.3], [0.3, 0.4]) == "level"  # touching
     assert compare([0.1, 0.5], [0.2, 0.3]) == "level"
     assert compare(None, [0.2, 0.3]) == "level"
+
+
+def test_mean_interval_resamples_each_sample_and_leaves_out_missing_items():
+    from trainattn.core.intervals import mean_interval
+
+    assert mean_interval([[2.0, 2.0, None, 2.0]]) == [2.0, 2.0]  # no spread, None ignored
+    assert mean_interval([[1.0], []]) is None and mean_interval([]) is None
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(5.0, 1.0, 400), rng.normal(7.0, 1.0, 400)
+    lo, hi = mean_interval([a, b])
+    assert lo < (a.mean() + b.mean()) / 2 < hi
+    # the half-width of a mean of two independent means: 1.96 * sqrt(var_a/n + var_b/n) / 2
+    expected = 1.96 * np.sqrt(a.var() / 400 + b.var() / 400) / 2
+    assert (hi - lo) / 2 == pytest.approx(expected, rel=0.15)
+    assert mean_interval([a]) != mean_interval([a], seed=1)  # seeded draws

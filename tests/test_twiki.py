@@ -5,6 +5,7 @@ import os
 import zipfile
 
 import huggingface_hub
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -279,6 +280,15 @@ def test_three_periods_metrics_and_table(tokenizer, tmp_path):
             assert p[kind]["perplexity"] == pytest.approx(math.exp(p[kind]["nll"]))
         assert p["avg"]["nll"] == pytest.approx((p["changed"]["nll"] + p["unchanged"]["nll"]) / 2)
         assert p["avg"]["acc"] == pytest.approx((p["changed"]["acc"] + p["unchanged"]["acc"]) / 2)
+        for kind in ("changed", "unchanged"):  # per-probe scores kept, and the mean and interval from them
+            per = p[kind]["per_probe"]
+            assert len(per["nll"]) == len(per["acc"]) == p[kind]["n"]
+            assert np.mean([x for x in per["nll"] if x is not None]) == pytest.approx(p[kind]["nll"], abs=1e-5)
+            lo, hi = p[kind]["nll_ci95"]
+            assert lo <= p[kind]["nll"] + 1e-5 and p[kind]["nll"] - 1e-5 <= hi
+        lo, hi = p["avg"]["nll_ci95"]
+        assert lo <= p["avg"]["nll"] + 1e-5 and p["avg"]["nll"] - 1e-5 <= hi and "per_probe" not in p["avg"]
+    assert "per_probe" not in json.dumps(twiki.without_per_probe(result))
     norms = [p["theta_l2"] for p in result["results"]]
     assert len(set(norms)) == 3  # θ moves every period
     assert json.loads((tmp_path / "result.json").read_text())["source"] == "proxy"

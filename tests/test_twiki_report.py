@@ -139,19 +139,46 @@ def test_chapter07_versions_name_where_its_runs_were_computed(tmp_path):
     assert chapter_versions(tmp_path)["hardware"] == "NVIDIA H200 + cpu (2 cores)"
 
 
-def test_vs_untrained_tells_nll_from_accuracy():
+def test_vs_untrained_gives_a_direction_only_where_the_intervals_separate():
     from trainattn.report.temporalwiki import VS_UNTRAINED_HEADER, vs_untrained
 
-    def period(p, nll, acc):
-        return {"period": p, "changed": {"nll": nll, "acc": acc}, "unchanged": {"nll": 9.0, "acc": 0.1}}
+    def block(nll, acc, ci=True):
+        out = {"nll": nll, "acc": acc}
+        if ci:
+            out |= {"nll_ci95": [nll - 0.2, nll + 0.2], "acc_ci95": [acc - 0.02, acc + 0.02]}
+        return out
 
-    before = {p: {k: {"nll": 7.0, "acc": 0.1} for k in ("changed", "unchanged")} for p in ("0910", "1011")}
+    def period(p, nll, acc, ci=True):
+        return {"period": p, "changed": block(nll, acc, ci), "unchanged": block(9.0, 0.1, ci)}
+
+    before = {p: {k: block(7.0, 0.1) for k in ("changed", "unchanged")} for p in ("0910", "1011")}
     results = {"finetune": {"results": [period("0910", 10.2, 0.14), period("1011", 8.9, 0.16)]},
-               "taalm": {"results": [period("0910", 6.5, 0.3), period("1011", 7.5, 0.3)]}}
+               "taalm": {"results": [period("0910", 6.5, 0.3), period("1011", 7.1, 0.3)]}}
     rows, verdicts = vs_untrained(results, before)
-    assert len(VS_UNTRAINED_HEADER) == len(rows[0]) == 6
-    assert rows[0] == ["finetune", "0910", "7.000 → 10.200", "0.100 → 0.140", "7.000 → 9.000", "0.100 → 0.100"]
-    assert verdicts == {"finetune": {"changed_nll_below": False, "changed_acc_above": True},  # confident errors
-                        "taalm": {"changed_nll_below": False, "changed_acc_above": True}}
-    assert vs_untrained({"x": {"results": [period("0910", 6.9, 0.2)]}}, before)[1] == {
-        "x": {"changed_nll_below": True, "changed_acc_above": True}}
+    assert len(VS_UNTRAINED_HEADER) == len(rows[0]) == 8
+    assert rows[0] == ["finetune", "0910", "7.000 [6.800, 7.200] → 10.200 [10.000, 10.400]", "above",
+                       "0.100 [0.080, 0.120] → 0.140 [0.120, 0.160]", "level",  # touching intervals
+                       "7.000 [6.800, 7.200] → 9.000 [8.800, 9.200]", "0.100 [0.080, 0.120] → 0.100 [0.080, 0.120]"]
+    assert verdicts["finetune"] == {"changed_nll": ["above", "above"], "changed_acc": ["level", "above"],
+                                    "changed_nll_below": False, "changed_acc_above": False}
+    # 1011: 7.1 ± 0.2 overlaps 7.0 ± 0.2, so TAALM's NLL is level there, not below
+    assert verdicts["taalm"]["changed_nll"] == ["below", "level"] and verdicts["taalm"]["changed_nll_below"] is False
+    assert verdicts["taalm"]["changed_acc_above"] is True
+    # a record without per-probe scores claims nothing
+    rows, verdicts = vs_untrained({"x": {"results": [period("0910", 6.0, 0.2, ci=False)]}}, before)
+    assert verdicts["x"] == {"changed_nll": [None], "changed_acc": [None], "changed_nll_below": None,
+                             "changed_acc_above": None}
+    assert rows[0][2] == "7.000 [6.800, 7.200] → 6.000" and rows[0][3] == "–"
+
+
+def test_period_verdicts_compare_two_methods_per_period():
+    from trainattn.report.temporalwiki import every_period, period_verdicts
+
+    def result(*avgs):
+        return {"results": [{"period": p, "avg": {"nll": a, "nll_ci95": [a - 0.1, a + 0.1]}}
+                            for p, a in zip(("0910", "1011", "1112"), avgs, strict=False)]}
+
+    assert period_verdicts(result(6.0, 6.0, 6.0), result(8.0, 6.1, 5.0)) == ["below", "level", "above"]
+    assert period_verdicts(result(6.0, 6.0), result(8.0)) == ["below", None]  # b lacks 1011
+    assert every_period(["below", "below"], "below") is True and every_period(["below", "level"], "below") is False
+    assert every_period(["below", None], "below") is None and every_period([], "below") is None

@@ -197,6 +197,25 @@ def bootstrap_splits(groups: list[list[RunFacts]], n_boot: int = N_BOOT, seed: i
     return _summary(point, draws) | {"splits": n}
 
 
+def mean_interval(samples: list, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> list[float] | None:
+    """95 % interval of the mean over ``samples`` of each sample's mean (NaN / ``None`` items left out).
+
+    Each draw resamples every sample's items with replacement, independently of the others (e.g.
+    TemporalWiki's Changed and Unchanged probes: Avg is their means' mean). ``None`` when a
+    sample has no items, so nothing can be claimed.
+    """
+    arrays = [np.asarray([np.nan if x is None else x for x in sample], dtype=float) for sample in samples]
+    arrays = [a[~np.isnan(a)] for a in arrays]
+    if not arrays or any(len(a) == 0 for a in arrays):
+        return None
+    rng = np.random.default_rng(seed)
+    draws = np.zeros(n_boot)
+    for a in arrays:
+        draws += a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1)
+    draws /= len(arrays)
+    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
 def compare(a: list[float] | None, b: list[float] | None) -> str:
     """``"above"`` if interval ``a`` lies wholly above ``b``, ``"below"`` if wholly below, else ``"level"``.
 

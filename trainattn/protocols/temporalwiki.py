@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from trainattn.config import CKLConfig, to_dict
 from trainattn.core.evaluate import score_probes
+from trainattn.core.intervals import mean_interval
 from trainattn.core.lora import trainable_tensors
 from trainattn.core.spans import encode_texts
 from trainattn.data.temporalwiki import (
@@ -171,22 +172,45 @@ def train_period(theta, tokenizer, method, optimizer, config: CKLConfig, rows: l
 
 
 def probe_metrics(scores) -> dict:
-    """``{"nll", "perplexity", "acc", "n", "n_not_located"}`` of one probe set (``None`` if none located)."""
+    """One probe set's ``{"nll", "perplexity", "acc", "n", "n_not_located"}`` (``None`` if none
+    located), with 95 % intervals over probes (``nll_ci95``, ``acc_ci95``,
+    :func:`~trainattn.core.intervals.mean_interval`) and the per-probe scores they come from
+    (``per_probe``: ``{"nll": [...], "acc": [...]}``, ``None`` where the object was not located).
+    """
     s = scores.summary()
     nll = None if math.isnan(s["nll"]) else s["nll"]
     acc = None if math.isnan(s["accuracy"]) else s["accuracy"]
+    per_probe = {k: [None if not ok else round(float(v), 6) for v, ok in zip(values, scores.located, strict=True)]
+                 for k, values in (("nll", scores.nll), ("acc", scores.accuracy))}
     return {"nll": nll, "perplexity": None if nll is None else math.exp(nll), "acc": acc,
-            "n": s["n"], "n_not_located": s["n_not_located"]}
+            "n": s["n"], "n_not_located": s["n_not_located"],
+            "nll_ci95": mean_interval([per_probe["nll"]]), "acc_ci95": mean_interval([per_probe["acc"]]),
+            "per_probe": per_probe}
 
 
 def average_metrics(changed: dict, unchanged: dict) -> dict:
-    """``avg = (changed + unchanged) / 2`` for nll and acc; ``perplexity = exp(avg nll)``."""
+    """``avg = (changed + unchanged) / 2`` for nll and acc; ``perplexity = exp(avg nll)``; with the
+    sets' per-probe scores, 95 % intervals of the average (each set's probes resampled on its own)."""
     def mean(key):
         a, b = changed[key], unchanged[key]
         return None if a is None or b is None else (a + b) / 2
 
+    def interval(key):
+        a, b = changed.get("per_probe"), unchanged.get("per_probe")
+        return None if a is None or b is None else mean_interval([a[key], b[key]])
+
     nll = mean("nll")
-    return {"nll": nll, "perplexity": None if nll is None else math.exp(nll), "acc": mean("acc")}
+    return {"nll": nll, "perplexity": None if nll is None else math.exp(nll), "acc": mean("acc"),
+            "nll_ci95": interval("nll"), "acc_ci95": interval("acc")}
+
+
+def without_per_probe(scores):
+    """``scores`` (any nesting of dicts and lists) without the ``per_probe`` lists: for summaries."""
+    if isinstance(scores, dict):
+        return {k: without_per_probe(v) for k, v in scores.items() if k != "per_probe"}
+    if isinstance(scores, list):
+        return [without_per_probe(v) for v in scores]
+    return scores
 
 
 def score_period(theta, tokenizer, config: CKLConfig, probe_sets: dict, progress: bool = True) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainattn.core.intervals import compare
 from trainattn.protocols.temporalwiki import PROXY_LINE
 from trainattn.report.paper import TWIKI_TABLE2
 
@@ -32,6 +33,18 @@ def paper_twiki_result(method: str) -> dict | None:
 def _avg(result: dict, period: str) -> float | None:
     row = next((r for r in result["results"] if r["period"] == period), None)
     return None if row is None else row["avg"]["nll"]
+
+
+def _nll_cell(block: dict):
+    """A block's NLL, as ``"6.445 [6.301, 6.590]"`` when it has an interval (per-probe scores kept)."""
+    ci = block.get("nll_ci95")
+    return block["nll"] if ci is None else f"{block['nll']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _avg_cell(result: dict, period: str):
+    """The Avg NLL of ``period`` (:func:`_nll_cell`); ``None`` if the run lacks the period."""
+    row = next((r for r in result["results"] if r["period"] == period), None)
+    return None if row is None else _nll_cell(row["avg"])
 
 
 def relative_to(result: dict, reference: dict, periods) -> float | None:
@@ -57,12 +70,12 @@ def twiki_vs_paper_rows(results: dict[str, dict], before: dict | None = None,
     header += [f"Avg ÷ {baseline} (ours)", f"Avg ÷ {baseline} (paper)"]
     rows = []
     if before is not None:
-        rows.append(["before training"] + [v for p in periods for v in (before[p]["avg"]["nll"], None)]
+        rows.append(["before training"] + [v for p in periods for v in (_nll_cell(before[p]["avg"]), None)]
                     + [None, None])
     ours_base, paper_base = results.get(baseline), paper_twiki_result(baseline)
     for name, result in results.items():
         paper = paper_twiki_result(name)
-        cells = [v for p in periods for v in (_avg(result, p), None if paper is None else _avg(paper, p))]
+        cells = [v for p in periods for v in (_avg_cell(result, p), None if paper is None else _avg(paper, p))]
         rows.append([name] + cells + [
             None if ours_base is None else relative_to(result, ours_base, periods),
             None if paper is None or paper_base is None else relative_to(paper, paper_base, periods),
@@ -70,29 +83,68 @@ def twiki_vs_paper_rows(results: dict[str, dict], before: dict | None = None,
     return header, rows
 
 
-VS_UNTRAINED_HEADER = ["method", "period", "Changed NLL: untrained → after", "Changed acc: untrained → after",
+def period_verdicts(a: dict, b: dict, kind: str = "avg", metric: str = "nll") -> list[str | None]:
+    """Per period of ``a`` (in its order), ``a``'s ``kind`` ``metric`` against ``b``'s: ``"below"``,
+    ``"level"`` or ``"above"`` by their 95 % intervals (:func:`~trainattn.core.intervals.compare`:
+    a direction only where they separate); ``None`` where either has no interval (a record written
+    before per-probe scores were kept) or ``b`` lacks the period.
+
+    ``a`` and ``b``: results (``{"results": [{"period", kind: {metric, f"{metric}_ci95"}}]}``); ``b``
+    may also be ``{period: scores}`` (the untrained θ's).
+    """
+    by = b if "results" not in b else {x["period"]: x for x in b["results"]}
+    out = []
+    for x in a["results"]:
+        other = by.get(x["period"])
+        ca = x[kind].get(f"{metric}_ci95")
+        cb = None if other is None else other[kind].get(f"{metric}_ci95")
+        out.append(None if ca is None or cb is None else compare(ca, cb))
+    return out
+
+
+def every_period(verdicts: list[str | None], wanted: str) -> bool | None:
+    """Whether every period's verdict is ``wanted``; ``None`` if any period has no interval."""
+    if not verdicts or any(v is None for v in verdicts):
+        return None
+    return all(v == wanted for v in verdicts)
+
+
+def _before_after(before: dict, after: dict, metric: str) -> str:
+    def one(block):
+        ci = block.get(f"{metric}_ci95")
+        return f"{block[metric]:.3f}" if ci is None else f"{block[metric]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+    return f"{one(before)} → {one(after)}"
+
+
+VS_UNTRAINED_HEADER = ["method", "period", "Changed NLL: untrained → after [95 % CI]", "Changed NLL",
+                       "Changed acc: untrained → after [95 % CI]", "Changed acc",
                        "Unchanged NLL: untrained → after", "Unchanged acc: untrained → after"]
 
 
 def vs_untrained(results: dict[str, dict], before: dict) -> tuple[list[list], dict[str, dict]]:
     """Each method's probe scores after each period beside the untrained θ's on the same probes.
 
-    Returns ``(rows, verdicts)``: rows under :data:`VS_UNTRAINED_HEADER`, and per method
-    ``{"changed_nll_below": bool, "changed_acc_above": bool}``, whether every period ended with the
-    Changed facts' mean NLL below (accuracy above) the untrained θ's. The two can disagree: the
-    mean NLL punishes confident errors, so accuracy can rise while the NLL rises too.
+    Returns ``(rows, verdicts)``: rows under :data:`VS_UNTRAINED_HEADER` (the Changed columns with
+    their verdict: below / level / above by the 95 % intervals over probes, "–" without
+    intervals), and per method ``{"changed_nll": [verdict per period], "changed_acc": [...],
+    "changed_nll_below": bool | None, "changed_acc_above": bool | None}``, the last two whether
+    every period ended with the Changed facts' mean NLL below (accuracy above) the untrained θ's,
+    intervals separating (``None`` without intervals). NLL and accuracy can disagree: the mean NLL
+    punishes confident errors, so accuracy can rise while the NLL rises too.
     """
     rows, verdicts = [], {}
     for name, result in results.items():
-        nll_below, acc_above = True, True
-        for x in result["results"]:
+        nll = period_verdicts(result, before, "changed", "nll")
+        acc = period_verdicts(result, before, "changed", "acc")
+        for x, vn, va in zip(result["results"], nll, acc, strict=True):
             b = before[x["period"]]
-            rows.append([name, x["period"]] + [f"{b[k][m]:.3f} → {x[k][m]:.3f}"
-                                               for k, m in (("changed", "nll"), ("changed", "acc"),
-                                                            ("unchanged", "nll"), ("unchanged", "acc"))])
-            nll_below &= x["changed"]["nll"] < b["changed"]["nll"]
-            acc_above &= x["changed"]["acc"] > b["changed"]["acc"]
-        verdicts[name] = {"changed_nll_below": bool(nll_below), "changed_acc_above": bool(acc_above)}
+            rows.append([name, x["period"], _before_after(b["changed"], x["changed"], "nll"), vn or "–",
+                         _before_after(b["changed"], x["changed"], "acc"), va or "–",
+                         _before_after(b["unchanged"], x["unchanged"], "nll"),
+                         _before_after(b["unchanged"], x["unchanged"], "acc")])
+        verdicts[name] = {"changed_nll": nll, "changed_acc": acc, "changed_nll_below": every_period(nll, "below"),
+                          "changed_acc_above": every_period(acc, "above")}
     return rows, verdicts
 
 
