@@ -35,16 +35,16 @@ def _avg(result: dict, period: str) -> float | None:
     return None if row is None else row["avg"]["nll"]
 
 
-def _nll_cell(block: dict):
-    """A block's NLL, as ``"6.445 [6.301, 6.590]"`` when it has an interval (per-probe scores kept)."""
-    ci = block.get("nll_ci95")
+def _nll_cell(block: dict, intervals: bool = True):
+    """A block's NLL; with ``intervals``, ``"6.445 [6.301, 6.590]"`` where it has one (per-probe scores kept)."""
+    ci = block.get("nll_ci95") if intervals else None
     return block["nll"] if ci is None else f"{block['nll']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def _avg_cell(result: dict, period: str):
+def _avg_cell(result: dict, period: str, intervals: bool = True):
     """The Avg NLL of ``period`` (:func:`_nll_cell`); ``None`` if the run lacks the period."""
     row = next((r for r in result["results"] if r["period"] == period), None)
-    return None if row is None else _nll_cell(row["avg"])
+    return None if row is None else _nll_cell(row["avg"], intervals)
 
 
 def relative_to(result: dict, reference: dict, periods) -> float | None:
@@ -59,23 +59,27 @@ def relative_to(result: dict, reference: dict, periods) -> float | None:
 
 
 def twiki_vs_paper_rows(results: dict[str, dict], before: dict | None = None,
-                        baseline: str = "finetune") -> tuple[list[str], list[list]]:
+                        baseline: str = "finetune", intervals: bool = False) -> tuple[list[str], list[list]]:
     """``(header, rows)``: per period the Avg NLL, ours beside the paper's; then each method's
     Avg NLL relative to ``baseline`` (mean over periods), ours and the paper's.
 
     ``before``: ``{period: scores}`` of the untrained θ, shown as a first row (ours only).
+    ``intervals``: our Avg cells as text with their 95 % interval where the run kept per-probe
+    scores (for display; the numbers alone otherwise, e.g. for a results file).
     """
     periods = [r["period"] for r in next(iter(results.values()))["results"]]
     header = ["method"] + [f"{p} Avg ({who})" for p in periods for who in ("ours", "paper")]
     header += [f"Avg ÷ {baseline} (ours)", f"Avg ÷ {baseline} (paper)"]
     rows = []
     if before is not None:
-        rows.append(["before training"] + [v for p in periods for v in (_nll_cell(before[p]["avg"]), None)]
+        rows.append(["before training"] + [v for p in periods
+                                            for v in (_nll_cell(before[p]["avg"], intervals), None)]
                     + [None, None])
     ours_base, paper_base = results.get(baseline), paper_twiki_result(baseline)
     for name, result in results.items():
         paper = paper_twiki_result(name)
-        cells = [v for p in periods for v in (_avg_cell(result, p), None if paper is None else _avg(paper, p))]
+        cells = [v for p in periods
+                 for v in (_avg_cell(result, p, intervals), None if paper is None else _avg(paper, p))]
         rows.append([name] + cells + [
             None if ours_base is None else relative_to(result, ours_base, periods),
             None if paper is None or paper_base is None else relative_to(paper, paper_base, periods),
