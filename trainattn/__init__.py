@@ -7,3 +7,11 @@ D -> ``document``; T_D -> ``probe``; α -> ``inner_lr``; β -> ``outer_lr``.
 """
 
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# Two library notices that every chapter would otherwise print, neither about our code: tqdm's
+# "IProgress not found" (a text bar is what the book wants: it has no widgets) and the
+# deprecation that peft triggers inside transformers (`is_gradient_checkpointing`).
+_warnings.filterwarnings("ignore", message="IProgress not found")
+_warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
