@@ -188,7 +188,7 @@ def test_split_spread_draws_a_dot_per_split_and_an_error_bar_per_method(real):
     dots = {c.get_label(): c.get_offsets() for c in ax.collections if c.get_label().startswith("split")}
     assert list(dots) == ["split 7", "split 42"]
     assert len(dots["split 7"]) == 2 and len(dots["split 42"]) == 3  # taalm has no split 7
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["finetune", "rho1", "taalm"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["finetune", "rho1", "taalm\n(1 of 2 splits)"]
     plt.close(fig)
     fig, ax = plt.subplots()
     assert split_spread(real, ["taalm"], ax=ax) is fig

@@ -276,7 +276,8 @@ def plot_scaling(rows: list[dict], path):
 def split_spread(summary: dict[str, dict], methods: list[str] | None = None, ax=None):
     """Top Acc per method across tailored splits: one dot per split (a colour and marker per split
     seed, in the legend) and the pooled mean with its 95 % interval (splits, seeds and facts
-    resampled) as a black error bar; no bar where the summary has no interval.
+    resampled) as a black error bar; no bar where the summary has no interval. A method run on
+    fewer of the splits has "(k of n splits)" under its name.
 
     ``summary``: :func:`~trainattn.protocols.grid.summarise_splits`'s output; ``methods``: the
     methods to show, in order (default: every entry, ``untrained`` first). Draws on ``ax`` if
@@ -312,7 +313,12 @@ def split_spread(summary: dict[str, dict], methods: list[str] | None = None, ax=
         err = None if ci is None else [[mean - ci[0]], [ci[1] - mean]]
         ax.errorbar([i], [mean], yerr=err, fmt="_", color="k", markersize=16, capsize=4, lw=1.5, zorder=3,
                     label="pooled mean, 95 % interval" if i == 0 else None)
-    display = ["untrained θ" if n == UNTRAINED else n for n in names]
+    # a method with runs on fewer splits than the figure shows says so: its "pooled" bar is not
+    # comparable with the others' yet
+    display = [("untrained θ" if n == UNTRAINED else n)
+               + (f"\n({len(st.get('by_split', {}))} of {len(splits)} splits)"
+                  if len(splits) > 1 and len(st.get("by_split", {})) < len(splits) else "")
+               for n, st in zip(names, stats, strict=True)]
     ax.set_xticks(range(len(names)), display, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("Top Acc (TO-LEARN, test curve)")
     ax.set_title(f"Top Acc across {len(splits)} tailored split{'s' if len(splits) != 1 else ''}", fontsize=10)
