@@ -146,6 +146,9 @@ SUMMARY = {"finetune": pooled(0.05, [0.02, 0.09], {"42": 0.04, "7": 0.06}),
            "taalm": pooled(0.3, [0.25, 0.36], {"42": 0.3}, total=1.2, tci=[1.1, 1.3])}
 
 
+SUMMARY_SPLITS = {"taalm": {"splits": [42]}, "finetune": {"splits": [7, 42]}}
+
+
 def test_headline_reads_a_pooled_summary(real):
     from trainattn.report.tables import fair_rows, headline
 
@@ -229,3 +232,11 @@ def test_split_diagnostics_reads_difficulty_and_phi_training_per_split(tmp_path)
         phi_validations(tmp_path / "missing")
     fig = plot_phi_validations(rows, tmp_path / "phi.png")
     assert (tmp_path / "phi.png").is_file() and len(fig.axes[0].lines) == 3  # two splits + the zero line
+
+
+def test_pooled_waiting_names_the_splits_a_judged_method_lacks():
+    from trainattn.report.tables import pooled_waiting
+
+    assert pooled_waiting(SUMMARY_SPLITS, [7, 42], ["taalm", "finetune", "mixreview"]) == {
+        "taalm": [7], "finetune": [], "finetune+mixreview": [7, 42]}
+    assert pooled_waiting(None, [42], ["taalm"]) == {"taalm": [42]}

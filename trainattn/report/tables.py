@@ -151,6 +151,23 @@ def headline(summary: dict[str, dict], method: str, baselines: list[str]) -> dic
     }
 
 
+def pooled_waiting(pooled: dict[str, dict] | None, splits: list[int], methods: list[str]) -> dict[str, list[int]]:
+    """For each of ``methods`` (canonical names), the ``splits`` it has no runs on in ``pooled``
+    (a :func:`~trainattn.protocols.grid.summarise_splits` summary; ``None``: every split).
+
+    A headline may read the pooled numbers only when no judged method waits on any split: a
+    method pooled over fewer splits than the others does not compare fairly with them.
+    """
+    from trainattn.methods import canonical_method_name
+
+    out = {}
+    for method in methods:
+        name = canonical_method_name(method)
+        have = set((pooled or {}).get(name, {}).get("splits", []))
+        out[name] = sorted(set(splits) - have)
+    return out
+
+
 SPLIT_HEADER = ["method", "Top Acc, split {split} [95 % CI]", "Top Acc, pooled [95 % CI]", "NF Acc, pooled [95 % CI]",
                 "Total Knowledge, pooled [95 % CI]", "splits"]
 
