@@ -77,16 +77,17 @@ def split_paths(split: int) -> tuple[str, str]:
     return f"{base}/lama_ckl", f"{base}/phi/best"
 
 
-def piece_recorded(grid_dir: str, method: str, piece: str) -> bool:
-    """Whether a ``per_run`` piece's run already has its ``result.json`` (then it is not queued)."""
-    from trainattn.methods import canonical_method_name
+def run_recorded(grid_dir: str, method: str, seed: int, lr: float | None = None) -> bool:
+    """Whether a grid run already has its ``result.json`` (then it is not queued).
 
-    if "-lr-" in piece:
-        lr = float(piece.rsplit("-lr-", 1)[1])
-        return (ROOT / grid_dir / "seed-0" / canonical_method_name(method) / f"lr-{lr:g}" / "result.json").is_file()
-    seed = piece.rsplit("-seed-", 1)[1]
-    folder = ROOT / grid_dir / f"seed-{seed}" / canonical_method_name(method)
-    return any(folder.glob("lr-*/result.json"))
+    ``lr`` names one candidate rate; without it any recorded rate of that seed counts (the other
+    splits' seeds and split 42's seeds 1 and 2 run at one rate, chosen elsewhere).
+    """
+    from trainattn.protocols.grid import run_dir_for
+
+    if lr is not None:
+        return (run_dir_for(ROOT / grid_dir, method, seed, lr) / "result.json").is_file()
+    return any(run_dir_for(ROOT / grid_dir, method, seed).glob("lr-*/result.json"))
 
 
 def plan(splits: list[int], device: str = "cpu", tailored=tailored_folder, per_run: bool = False) -> list[Job]:
@@ -132,16 +133,18 @@ def plan(splits: list[int], device: str = "cpu", tailored=tailored_folder, per_r
             whole_after = after
             if per_run:
                 if split == REFERENCE_SPLIT:
-                    candidates = [Job(f"{name}-lr-{lr}", [*head, "--seeds", "0", "--lrs", lr, *common], after)
-                                  for lr in LRS]
                     # a recorded candidate is not queued, so nothing waits on it
-                    cand_names = [j.name for j in candidates if not piece_recorded(grid_dir, method, j.name)]
-                    pieces = candidates + [Job(f"{name}-seed-{s}", [*head, "--seeds", s, *lr_from, *common],
-                                               after + cand_names) for s in seeds[1:]]
+                    candidates = [Job(f"{name}-lr-{lr}", [*head, "--seeds", "0", "--lrs", lr, *common], after)
+                                  for lr in LRS if not run_recorded(grid_dir, method, 0, float(lr))]
+                    pieces = candidates + [
+                        Job(f"{name}-seed-{s}", [*head, "--seeds", s, *lr_from, *common],
+                            after + [j.name for j in candidates])
+                        for s in seeds[1:] if not run_recorded(grid_dir, method, int(s))]
                 else:
-                    pieces = [Job(f"{name}-seed-{s}", [*head, "--seeds", s, *rates, *common], after) for s in seeds]
-                grid_jobs += [j for j in pieces if not piece_recorded(grid_dir, method, j.name)]
-                whole_after = after + [j.name for j in pieces if j in grid_jobs]
+                    pieces = [Job(f"{name}-seed-{s}", [*head, "--seeds", s, *rates, *common], after)
+                              for s in seeds if not run_recorded(grid_dir, method, int(s))]
+                grid_jobs += pieces
+                whole_after = after + [j.name for j in pieces]
             grid_jobs.append(Job(name, [*head, "--seeds", *seeds, *rates, *common], whole_after))
     return jobs + grid_jobs
 

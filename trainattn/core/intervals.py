@@ -144,9 +144,16 @@ def _split_draw(runs: list[RunFacts], facts: _SplitFacts, rng: np.random.Generat
             return np.nanmean(values, axis=0)
 
 
+def percentile_interval(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 95 % interval of bootstrap ``draws`` ``[n_boot, ...]``: its 2.5 and 97.5 percentiles
+    over the first axis, each of shape ``draws.shape[1:]``."""
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    return low, high
+
+
 def _summary(point: np.ndarray, draws: np.ndarray) -> dict:
     """``point`` ``[3]`` and ``draws`` ``[n_boot, 3]`` → the keys :func:`bootstrap` returns."""
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    low, high = percentile_interval(draws)
     out = {}
     for i, key in enumerate(("top_acc", "nf_acc", "total_knowledge")):
         out[key] = float(point[i])
@@ -213,7 +220,8 @@ def mean_interval(samples: list, n_boot: int = N_BOOT, seed: int = BOOT_SEED) ->
     for a in arrays:
         draws += a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1)
     draws /= len(arrays)
-    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+    low, high = percentile_interval(draws)
+    return [float(low), float(high)]
 
 
 def compare(a: list[float] | None, b: list[float] | None) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainattn.core.intervals import BOOT_SEED, N_BOOT, compare
+from trainattn.core.intervals import BOOT_SEED, N_BOOT, compare, percentile_interval
 from trainattn.data.freeform import FREEFORM_STYLES
 from trainattn.data.token_categories import CATEGORIES, mean_shares
 from trainattn.data.token_categories import category_shares as _document_category_shares
@@ -156,7 +156,7 @@ def _group_summary(rows: list[dict], n_boot: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(rows), size=(n_boot, len(rows)))  # [n_boot, n_docs]
     draws = values[picks].mean(axis=1)  # [n_boot, 4]
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    low, high = percentile_interval(draws)
     for i, m in enumerate(_MEASURES):
         out[m] = float(point[i])
         # a draw's mean can differ from the point in the last bit; the interval holds the point
