@@ -240,3 +240,30 @@ def test_pooled_waiting_names_the_splits_a_judged_method_lacks():
     assert pooled_waiting(SUMMARY_SPLITS, [7, 42], ["taalm", "finetune", "mixreview"]) == {
         "taalm": [7], "finetune": [], "finetune+mixreview": [7, 42]}
     assert pooled_waiting(None, [42], ["taalm"]) == {"taalm": [42]}
+
+
+def _by_split(**splits):
+    """``{split: (mean, [lo, hi])}`` → a pooled entry's ``by_split``."""
+    return {"by_split": {str(s[1:]): {"top_acc_mean": m, "top_acc_ci95": ci} for s, (m, ci) in splits.items()}}
+
+
+def test_explain_split_gaps_names_facts_or_phi_by_intervals():
+    from trainattn.studies.splits import explain_split_gaps, split_gap_sentence
+
+    level = {"taalm": _by_split(s7=(0.2, [0.1, 0.3]), s42=(0.3, [0.2, 0.4])),
+             "oracle": _by_split(s7=(0.2, [0.1, 0.3]), s42=(0.3, [0.2, 0.4]))}
+    assert explain_split_gaps(level) == {"pairs": [], "cause": "none"}
+    assert "level across every pair" in split_gap_sentence(explain_split_gaps(level))
+    # split 7's TAALM below split 42's: its oracle below too → facts; split 1234's oracle level → φ
+    mixed = {"taalm": _by_split(s7=(0.1, [0.05, 0.15]), s42=(0.3, [0.2, 0.4]), s1234=(0.1, [0.05, 0.15])),
+             "oracle": _by_split(s7=(0.1, [0.05, 0.15]), s42=(0.3, [0.25, 0.35]), s1234=(0.3, [0.2, 0.4]))}
+    out = explain_split_gaps(mixed)
+    assert [(p["lower"], p["higher"], p["cause"]) for p in out["pairs"]] == [(7, 42, "facts"), (1234, 42, "phi")]
+    assert out["cause"] == "both"
+    assert "split 7 is below split 42 (TAALM 0.100 against 0.300; oracle 0.100 against 0.300)" in \
+        split_gap_sentence(out)
+    only_phi = {"taalm": mixed["taalm"], "oracle": _by_split(s7=(0.3, [0.2, 0.4]), s42=(0.3, [0.25, 0.35]),
+                                                                    s1234=(0.3, [0.2, 0.4]))}
+    assert explain_split_gaps(only_phi)["cause"] == "phi"
+    missing = {"taalm": _by_split(s7=(0.1, [0.05, 0.15]), s42=(0.3, [0.2, 0.4])), "oracle": _by_split(s42=(0.3, None))}
+    assert explain_split_gaps(missing)["cause"] == "unknown"

@@ -65,3 +65,60 @@ def split_diagnostics(results_by_split: dict[int, list[dict]], phi_runs: dict[in
         row["phi_curve"] = curve
         rows.append(row)
     return rows
+
+
+def explain_split_gaps(pooled: dict[str, dict]) -> dict:
+    """Whether TAALM's Top Acc differs between splits, and, where it does, whether the facts or φ explain it.
+
+    ``pooled`` is :func:`~trainattn.protocols.grid.summarise_splits`'s output (its ``by_split``
+    entries carry each split's ``top_acc_ci95``). For every pair of splits where TAALM's intervals
+    separate, the lower split's oracle is compared with the higher one's, by intervals too: if
+    the oracle is below there as well, the facts are harder (``"facts"``); if the oracle is level
+    or above, the same facts allow more and φ's training is what falls short (``"phi"``).
+
+    Returns ``{"pairs": [{"lower", "higher", "taalm", "oracle", "cause"}], "cause": c}`` with ``c``
+    ``"none"`` (TAALM level on every pair of splits), ``"facts"``, ``"phi"`` or ``"both"``;
+    ``"unknown"`` where a split lacks TAALM's or the oracle's interval.
+    """
+    from trainattn.core.intervals import compare
+
+    taalm = pooled.get("taalm", {}).get("by_split", {})
+    oracle = pooled.get("oracle", {}).get("by_split", {})
+    splits = sorted(taalm, key=int)
+    pairs = []
+    for i, a in enumerate(splits):
+        for b in splits[i + 1:]:
+            ci = {s: taalm[s].get("top_acc_ci95") for s in (a, b)}
+            if None in ci.values():
+                return {"pairs": pairs, "cause": "unknown"}
+            verdict = compare(ci[a], ci[b])
+            if verdict == "level":
+                continue
+            lower, higher = (a, b) if verdict == "below" else (b, a)
+            o_low, o_high = (oracle.get(s, {}).get("top_acc_ci95") for s in (lower, higher))
+            if o_low is None or o_high is None:
+                return {"pairs": pairs, "cause": "unknown"}
+            oracle_verdict = compare(o_low, o_high)
+            pairs.append({"lower": int(lower), "higher": int(higher),
+                          "taalm": [taalm[lower]["top_acc_mean"], taalm[higher]["top_acc_mean"]],
+                          "oracle": [oracle[lower]["top_acc_mean"], oracle[higher]["top_acc_mean"]],
+                          "cause": "facts" if oracle_verdict == "below" else "phi"})
+    causes = {p["cause"] for p in pairs}
+    cause = "none" if not causes else causes.pop() if len(causes) == 1 else "both"
+    return {"pairs": pairs, "cause": cause}
+
+
+def split_gap_sentence(explained: dict) -> str:
+    """One plain sentence for :func:`explain_split_gaps`'s result (numbers at 3 decimals)."""
+    if explained["cause"] == "unknown":
+        return "A split lacks TAALM's or the oracle's interval, so nothing is claimed about why the splits differ."
+    if explained["cause"] == "none":
+        return ("TAALM's Top Acc is level across every pair of splits (95 % intervals overlap): "
+                "there is no gap between splits to explain at this number of facts and seeds.")
+    parts = []
+    for p in explained["pairs"]:
+        why = ("its oracle is below too, so its facts are harder" if p["cause"] == "facts"
+               else "its oracle is not below, so φ's training falls short there")
+        parts.append(f"split {p['lower']} is below split {p['higher']} (TAALM {p['taalm'][0]:.3f} against "
+                     f"{p['taalm'][1]:.3f}; oracle {p['oracle'][0]:.3f} against {p['oracle'][1]:.3f}): {why}")
+    return "TAALM's Top Acc differs between splits: " + "; ".join(parts) + "."
