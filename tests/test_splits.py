@@ -225,8 +225,10 @@ def test_split_diagnostics_reads_difficulty_and_phi_training_per_split(tmp_path)
     assert [r["split"] for r in rows] == [7, 42]
     assert (a["oracle"], a["taalm"], a["taalm_of_oracle"]) == (0.5, 0.25, 0.5)
     assert a["phi_best_step"] == 13 and a["phi_val_gain"] == pytest.approx(2.0) and a["phi_share"] == 0.3
+    assert a["phi_last_val_gain"] == pytest.approx(1.5)  # the last step (26) validated worse than step 13
     assert b["taalm"] is None and b["taalm_of_oracle"] is None and b["phi_share"] is None
     assert b["phi_best_step"] == 0 and b["phi_val_gain"] == pytest.approx(-0.1)  # φ never beat uniform
+    assert b["phi_last_val_gain"] == pytest.approx(-0.2)
     assert phi_validations(tmp_path / "42")[1]["weight_object"] == 0.4
     with pytest.raises(FileNotFoundError, match="no meta-training result.json"):
         phi_validations(tmp_path / "missing")

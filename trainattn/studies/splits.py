@@ -19,6 +19,7 @@ DIAGNOSTIC_COLUMNS = [
     ("split", "split"), ("oracle", "oracle Top Acc"), ("taalm", "TAALM Top Acc"), ("finetune", "fine-tuning Top Acc"),
     ("taalm_of_oracle", "TAALM ÷ oracle"), ("phi_share", "φ's object share"), ("uniform_share", "uniform's object share"),
     ("phi_best_step", "φ's step"), ("phi_val_gain", "φ's validation NLL gain over uniform"),
+    ("phi_last_val_gain", "the same at the last step"),
 ]
 
 
@@ -43,7 +44,8 @@ def split_diagnostics(results_by_split: dict[int, list[dict]], phi_runs: dict[in
     ``weight_mass``: each split's :func:`~trainattn.studies.token_stats.object_weight_mass` on its
     TO-LEARN documents (``None`` leaves the share columns empty). ``phi_best_step`` is the
     validation with the lowest φ-weighted NLL (the rule that chose φ) and ``phi_val_gain`` the
-    uniform NLL minus φ's there (positive: φ's weights help).
+    uniform NLL minus φ's there (positive: φ's weights help); ``phi_last_val_gain`` the same at
+    the last validation (what keeping the last step instead of the best would have given).
     """
     rows = []
     for split in sorted(results_by_split):
@@ -62,6 +64,7 @@ def split_diagnostics(results_by_split: dict[int, list[dict]], phi_runs: dict[in
         best = min(curve, key=lambda v: v["phi_nll"]) if curve else None
         row["phi_best_step"] = None if best is None else best["step"]
         row["phi_val_gain"] = None if best is None else best["uniform_nll"] - best["phi_nll"]
+        row["phi_last_val_gain"] = None if not curve else curve[-1]["uniform_nll"] - curve[-1]["phi_nll"]
         row["phi_curve"] = curve
         rows.append(row)
     return rows
