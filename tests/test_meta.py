@@ -262,3 +262,29 @@ def test_a_finished_meta_training_reads_back_without_its_optimizer(tokenizer, tm
     assert again["history"] == json.loads(json.dumps(done["history"]))
     for n, t in trained.items():
         torch.testing.assert_close(fresh.phi_params[n].detach(), t, rtol=0, atol=0)
+
+
+def test_a_finished_record_that_ships_only_its_best_phi_reads_that_phi_back(tokenizer, tmp_path, monkeypatch):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    import trainattn.protocols.meta_training as mt
+    from trainattn.protocols.store import latest_checkpoint
+
+    learner = make_learner(tokenizer, dtype=torch.float32, meta_steps=2, meta_batch=1, val_every=1,
+                           checkpoint_every=1, outer_lr=1e-2)
+    meta_train(learner.config, learner, _pool(), val_examples=_pool()[:1], out_dir=tmp_path, progress=False)
+    best = load_file(phi_file(tmp_path / "best"))
+    shutil.rmtree(tmp_path / "checkpoint")  # a split's record: result.json and best/ only
+    assert latest_checkpoint(tmp_path) is None
+    fresh = make_learner(tokenizer, dtype=torch.float32, meta_steps=2, meta_batch=1, val_every=1,
+                         checkpoint_every=1, outer_lr=1e-2)
+    monkeypatch.setattr(fresh, "meta_step", None)  # nothing is trained again
+    again = mt.meta_train(fresh.config, fresh, _pool(), val_examples=_pool()[:1], out_dir=tmp_path, progress=False)
+    assert again["finished"]
+    for n, t in best.items():
+        torch.testing.assert_close(fresh.phi_params[n].detach(), t, rtol=0, atol=0)
+    shutil.rmtree(tmp_path / "best")  # nothing holds φ: the exact error
+    with pytest.raises(FileNotFoundError, match="result.json says finished, but no checkpoint holds φ"):
+        mt.meta_train(fresh.config, fresh, _pool(), val_examples=_pool()[:1], out_dir=tmp_path, progress=False)

@@ -204,8 +204,11 @@ def meta_train(
     finished = run.read_result()
     if finished is not None and finished.get("finished"):
         # the same run, finished (here or on another machine): φ's tensors and the history are
-        # read back; its optimizer state is not needed, so a shipped record may leave it out
+        # read back; its optimizer state is not needed, so a shipped record may leave it out. A
+        # record that ships only the φ chosen on validation (a split's φ) gives that one back.
         checkpoint = run.load_checkpoint()
+        if checkpoint is None and run.folder is not None:
+            checkpoint = Run(run.folder / "best", run.identity, run.ignore).load_checkpoint()
         if checkpoint is None:
             raise FileNotFoundError(f"{run.folder}: result.json says finished, but no checkpoint holds φ")
         load_phi_tensors(learner.phi, checkpoint.folder / PHI_FILE)
