@@ -2,6 +2,7 @@
 staged φ shares, peak memory, and answers worded from the numbers."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -35,6 +36,7 @@ from trainattn.report.answers import (
 )
 from trainattn.report.tables import markdown_table
 from trainattn.studies.open_questions import (
+    OpenQuestionRuns,
     corpus_documents,
     document_probe_examples,
     generalisation_data,
@@ -42,6 +44,7 @@ from trainattn.studies.open_questions import (
     measured,
     phi_shares,
     relation_split,
+    scaling_variants,
     self_probe,
     self_probe_examples,
     staged_shares,
@@ -387,3 +390,36 @@ def test_verdict_rows_flatten_single_and_grouped_verdicts():
     assert [r["question"] for r in rows] == ["generalisation", "scaling", "attention_shares"]
     assert rows[0]["a"] == "0.300 [0.200, 0.400]" and rows[0]["verdict"] == "above"
     assert rows[1]["b"] == "0.100" and rows[1]["verdict"] == "level" and rows[2]["a"] == "0.30 [0.2, 0.4]"
+
+
+# ------------------------------------------------------------- the chapter's runs, by name
+
+
+def test_scaling_variants_name_depth_and_rank_with_alpha_twice_the_rank():
+    table = scaling_variants([2, None], [4, 64])
+    assert list(table) == ["base", "depth_2", "depth_all", "rank_4", "rank_64"]
+    assert table["base"].phi == {}
+    assert table["depth_all"].phi == {"num_layers": None}
+    assert table["rank_64"].phi == {"lora_rank": 64, "lora_alpha": 128}
+
+
+def test_unpaired_run_rejects_an_unknown_strategy(tmp_path):
+    runs = OpenQuestionRuns(None, None, None, None, None, tmp_path)
+    with pytest.raises(ValueError, match=re.escape("unknown unpaired strategy 'paired': self_probe | document_<objective>")):
+        runs.unpaired_run("paired", 32)
+
+
+def test_jobs_script_names_unknown_jobs_and_scaling_variants(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "open_questions_jobs.py"
+    spec = importlib.util.spec_from_file_location("open_questions_jobs", script)
+    jobs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(jobs)
+    ns = {"runs": OpenQuestionRuns(None, None, None, None, None, tmp_path), "scaling_depths": [2],
+          "scaling_ranks": [64]}
+    with pytest.raises(ValueError, match="unknown job 'phi_all'"):
+        jobs.run_job(ns, "phi_all")
+    with pytest.raises(ValueError, match=r"scaling:rank_8: not one of the profile's variants \['depth_2', 'rank_64'\]"):
+        jobs.run_job(ns, "scaling:rank_8")

@@ -210,6 +210,30 @@ def corpus_documents(kind: str, rows) -> list[dict]:
     raise ValueError(f"unknown corpus kind {kind!r}: lama | twiki | freeform")
 
 
+def share_corpora(to_learn_rows: list[dict], n_docs: int, twiki_period: str, data_dir=None) -> dict[str, list[dict]]:
+    """The three corpora whose weight shares question 2 follows: ``n_docs`` LAMA-CKL TO-LEARN
+    documents, ``n_docs`` TemporalWiki proxy documents of ``twiki_period`` and the free-form set."""
+    from trainattn.data.freeform import freeform_documents
+    from trainattn.data.temporalwiki import load_temporalwiki_probes
+
+    return {
+        "LAMA-CKL": corpus_documents("lama", to_learn_rows[:n_docs]),
+        "TemporalWiki (proxy)": corpus_documents(
+            "twiki", load_temporalwiki_probes(twiki_period, "changed", data_dir).to_list()[:n_docs]),
+        "free-form": corpus_documents("freeform", freeform_documents()),
+    }
+
+
+def scaling_variants(depths: list[int | None], ranks: list[int]) -> dict[str, Variant]:
+    """Question 5's φs: ``base``, ``depth_<d>`` (``depth_all``: every layer) and ``rank_<r>`` (alpha 2r)."""
+    table = {"base": Variant("paired data, base settings")}
+    for depth in depths:
+        table[f"depth_{depth or 'all'}"] = Variant(f"φ with {depth or 'all'} layers", phi={"num_layers": depth})
+    for rank in ranks:
+        table[f"rank_{rank}"] = Variant(f"φ LoRA rank {rank}", phi={"lora_rank": rank, "lora_alpha": 2 * rank})
+    return table
+
+
 @torch.no_grad()
 def document_weights(phi, tokenizer, doc: dict, max_length: int | None):
     """``(tokens, weights, categories, answer_mask)`` of one document's targets under φ."""
@@ -400,6 +424,43 @@ class OpenQuestionRuns:
                                not_to_forget=self.data.not_to_forget, variants=variants, lrs=self.lrs)
 
         return measured(folder / name, run) if measure else run()
+
+    def reference_grid(self, methods: list[str], seed: int, phi_run=None, progress: bool = False) -> list[dict]:
+        """φ-free methods (and ``taalm`` with ``phi_run``) on the held-out TO-LEARN facts: the grid rows.
+
+        Runs go to ``<run_dir>/reference/<method>/...`` (one locked folder per method, seed and
+        learning rate), so processes computing different methods share them.
+        """
+        from trainattn.protocols.grid import run_lama_ckl_grid
+        from trainattn.protocols.meta_training import load_trained_phi
+
+        return run_lama_ckl_grid(
+            self.base_ckl, methods, [seed], self.data.to_learn, self.data.not_to_forget,
+            self.run_dir / "reference", load_model=lambda: (self.load_theta(), self.tokenizer),
+            phi_run=phi_run, load_phi=lambda path: load_trained_phi(path, self.tokenizer).to(self.device),
+            progress=progress, lrs=self.lrs)
+
+    def phi_all_measured(self, stages: list[int], corpora: dict[str, list[dict]], max_length: int | None):
+        """``((shares by stage, TAALM row), resources)``: :meth:`staged_then_taalm`, time and memory
+        measured once over the staged meta-training and the TAALM run (question 5's base row)."""
+        return measured(self.run_dir / "paired_all" / "base_staged",
+                        lambda: self.staged_then_taalm(stages, corpora, max_length))
+
+    def unpaired_run(self, strategy: str, max_length: int | None):
+        """``(row, resources)`` of φ meta-trained without hand-written probes (question 4).
+
+        ``strategy``: ``"self_probe"`` (a probe cut from each seen-relation document) or
+        ``"document_<objective>"`` (the document as its own probe, e.g. ``document_change3``).
+        """
+        if strategy == "self_probe":
+            return self.taalm_run("self_probe", self_probe_examples(self.data.train_seen, self.tokenizer, max_length))
+        if strategy.startswith("document_"):
+            objective = strategy.removeprefix("document_")
+            table = {objective: Variant(f"document as its own probe, objective {objective}",
+                                        meta={"objective": objective})}
+            return self.taalm_run(strategy, document_probe_examples(self.data.train_seen, self.tokenizer, max_length),
+                                  objective, table)
+        raise ValueError(f"unknown unpaired strategy {strategy!r}: self_probe | document_<objective>")
 
     def staged_then_taalm(self, stages: list[int], corpora: dict[str, list[dict]], max_length: int | None):
         """φ on all relations, meta-trained in ``stages`` (weight shares measured at each), then used.
