@@ -32,6 +32,7 @@ from trainattn.report.answers import (
     answer_scaling,
     answer_unpaired,
     compare,
+    settings_choice,
     verdict,
 )
 from trainattn.report.tables import markdown_table
@@ -315,7 +316,8 @@ def test_answers_change_with_the_numbers():
     assert "transfers to relations" in good and "only partly" in bad and "14%" in bad
     small = answer_generalisation({"phi_seen": _r(0.06), "phi_all": _r(0.03), "finetune": _r(0.03),
                                    "oracle": _r(0.4), "phi_03": _r(0.4)}, 32, ["P1"])
-    assert "too small" in small and "budget is what holds" in small
+    assert "too small" in small and "0.400 on the same facts, above the all-relations φ here" in small
+    assert "that gap comes from the pool or the chosen step" in small
     rows = {"finetune": _r(0.0), "oracle": _r(0.5), "taalm": _r(0.3), "heuristic-loss": _r(0.1),
             "heuristic-entity": _r(0.45)}
     text = answer_heuristics(rows, "taalm", n)
@@ -423,3 +425,17 @@ def test_jobs_script_names_unknown_jobs_and_scaling_variants(tmp_path):
         jobs.run_job(ns, "phi_all")
     with pytest.raises(ValueError, match=r"scaling:rank_8: not one of the profile's variants \['depth_2', 'rank_64'\]"):
         jobs.run_job(ns, "scaling:rank_8")
+
+
+def test_settings_choice_confirms_or_drops_the_earlier_best_by_validation_nll():
+    rows = [{"variant": "base", "val_phi_nll": 7.9, "val_uniform_nll": 8.1},
+            {"variant": "rank_64", "val_phi_nll": 7.5}, {"variant": "depth_2", "val_phi_nll": 8.0}]
+    kept = settings_choice(rows, "base", "rank_64")
+    assert kept["chosen"] == "rank_64" and kept["previous_best_kept"] is True
+    assert "rank_64 7.500, base 7.900, depth_2 8.000" in kept["text"] and "confirmed" in kept["text"]
+    rows[1]["val_phi_nll"] = 7.95
+    dropped = settings_choice(rows, "base", "rank_64")
+    assert dropped["chosen"] == "base" and dropped["previous_best_kept"] is False
+    assert "dropped at this budget: base validates better (7.900 against 7.950)" in dropped["text"]
+    with pytest.raises(ValueError, match="no validation NLL for the base row 'base'"):
+        settings_choice(rows[1:], "base")
