@@ -18,7 +18,7 @@ Jobs (names as in the chapter's run folders):
 * ``scaling:<variant>`` — ``depth_<d>``, ``depth_all``, ``rank_<r>`` (the profile's lists).
 
     OMP_NUM_THREADS=1 python scripts/open_questions_jobs.py --profile cpu paired_all reference:finetune
-    OMP_NUM_THREADS=1 python scripts/open_questions_jobs.py --profile cpu paired_seen reference:oracle
+    OMP_NUM_THREADS=1 python scripts/open_questions_jobs.py --profile cpu --all --part 1/2   # a 2nd process
 """
 
 from __future__ import annotations
@@ -54,6 +54,30 @@ def setup_namespace(profile: str, results_path: str, overrides: dict) -> dict:
     raise ValueError(f"{NOTEBOOK}: no cell builds {SETUP_UNTIL!r}")
 
 
+def all_jobs(ns: dict) -> list[str]:
+    """Every job of the chapter under its parameters, in priority order: question 1's two φs and its
+    references first, then the heuristics, the probe-free φs and the scaling φs (every layer last)."""
+    scaling = [n for n in scaling_table(ns) if n != "base"]
+    return ["paired_all", "paired_seen", "reference:finetune", "reference:oracle", "reference:taalm",
+            *(f"reference:{h}" for h in ns["heuristics"]), *(f"unpaired:{u}" for u in ns["unpaired"]),
+            *(f"scaling:{v}" for v in sorted(scaling, key=lambda v: v == "depth_all"))]
+
+
+def part_of(jobs: list[str], k: int, n: int) -> list[str]:
+    """Process ``k`` of ``n``: every ``n``-th job from the ``k``-th, then the others' jobs from the end
+    (a job another process is computing is waited for and read back, so nothing runs twice)."""
+    if not 0 <= k < n:
+        raise ValueError(f"--part {k}/{n}: K must lie in 0 … {n - 1}")
+    own = jobs[k::n]
+    return own + [j for j in reversed(jobs) if j not in own]
+
+
+def scaling_table(ns: dict) -> dict:
+    from trainattn.studies.open_questions import scaling_variants
+
+    return scaling_variants(ns["scaling_depths"], ns["scaling_ranks"])
+
+
 def run_job(ns: dict, job: str) -> str:
     """Compute (or read back) one job; returns a one-line summary."""
     runs, kind, _, arg = ns["runs"], *job.partition(":")
@@ -74,9 +98,7 @@ def run_job(ns: dict, job: str) -> str:
     elif kind == "unpaired":
         row, _ = runs.unpaired_run(arg, ns["max_length"])
     elif kind == "scaling":
-        from trainattn.studies.open_questions import scaling_variants
-
-        table = scaling_variants(ns["scaling_depths"], ns["scaling_ranks"])
+        table = scaling_table(ns)
         if arg not in table or arg == "base":
             raise ValueError(f"scaling:{arg}: not one of the profile's variants {sorted(set(table) - {'base'})}")
         row, _ = runs.taalm_run("paired_all", ns["data"].train_all, arg, table)
@@ -88,7 +110,11 @@ def run_job(ns: dict, job: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("jobs", nargs="+", metavar="JOB")
+    parser.add_argument("jobs", nargs="*", metavar="JOB")
+    parser.add_argument("--all", action="store_true", help="every job of the chapter (after the JOBs given)")
+    parser.add_argument("--part", default=None, metavar="K/N",
+                        help="with --all: process K of N (0-based) takes every N-th job first")
+    parser.add_argument("--dry-run", action="store_true", help="print the jobs in order and exit")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--results-path", default="runs/open_questions_jobs/07_open_questions.json",
                         help="the notebook's results_path (nothing is written there; run_dir comes from the profile)")
@@ -101,10 +127,24 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = yaml.safe_load(value)
 
+    if not args.jobs and not args.all:
+        parser.error("name the jobs, or --all")
+    if args.part and not args.all:
+        parser.error("--part needs --all")
     start = time.perf_counter()
     ns = setup_namespace(args.profile, args.results_path, overrides)
     print(f"[{time.strftime('%X')}] setup {time.perf_counter() - start:.0f} s; work folder {ns['run_dir']}", flush=True)
-    for job in args.jobs:
+    jobs = list(args.jobs)
+    if args.all:
+        every = all_jobs(ns)
+        if args.part:
+            k, _, n = args.part.partition("/")
+            every = part_of(every, int(k), int(n))
+        jobs += [j for j in every if j not in jobs]
+    if args.dry_run:
+        print("\n".join(jobs))
+        return 0
+    for job in jobs:
         t0 = time.perf_counter()
         summary = run_job(ns, job)
         print(f"[{time.strftime('%X')}] {job}: {summary} ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)

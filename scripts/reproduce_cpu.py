@@ -17,7 +17,8 @@ What it runs, in priority order:
 3. With ``--chapters``: chapters 05, 06 and 07 at the ``cpu`` profile (TemporalWiki, the
    ablations, the open questions at chapter 03's budget), each executed in plain Python
    (``scripts/run_notebook_plain.py``) into ``runs/reproduce_cpu/results/``; their runs resume in
-   the profile's ``run_dir``. They use chapter 03's φ only, so they start at once.
+   the profile's ``run_dir``. They use chapter 03's φ only, so they start at once. Chapter 07's
+   runs are first shared among ``--slots`` processes (``scripts/open_questions_jobs.py``).
 
 Every job is a ``trainattn`` command that resumes where it stopped and reads finished runs back
 (run folders are locked, so a job that reaches a run another process is computing waits for it and
@@ -153,15 +154,24 @@ CHAPTERS = ("05_temporalwiki", "06_ablations", "07_open_questions")
 CHAPTERS_WITH_DEVICE = ("06_ablations", "07_open_questions")  # 05 has no device parameter
 
 
-def chapter_jobs(device: str = "cpu", results: str = "runs/reproduce_cpu/results") -> list[Job]:
-    """Chapters 05-07 at the cpu profile, each one job (a notebook executed in plain Python)."""
+def chapter_jobs(device: str = "cpu", results: str = "runs/reproduce_cpu/results", parts: int = 1) -> list[Job]:
+    """Chapters 05-07 at the cpu profile, each one job (a notebook executed in plain Python).
+
+    Chapter 07's runs first go to ``parts`` processes (``scripts/open_questions_jobs.py --all
+    --part k/parts``, each taking its share of the runs first); its notebook then reads them back.
+    """
     jobs = []
     for stem in CHAPTERS:
         command = [sys.executable, "scripts/run_notebook_plain.py", f"notebooks/{stem}.ipynb", "--profile", "cpu",
                    "--results-path", f"{results}/{stem}.json"]
-        if stem in CHAPTERS_WITH_DEVICE:
-            command += ["--set", f"device={device}"]
-        jobs.append(Job(f"chapter-{stem}", command))
+        device_set = ["--set", f"device={device}"] if stem in CHAPTERS_WITH_DEVICE else []
+        after = []
+        if stem == "07_open_questions" and parts > 1:
+            for k in range(parts):
+                after.append(f"chapter-{stem}-part-{k}")
+                jobs.append(Job(after[-1], [sys.executable, "scripts/open_questions_jobs.py", "--profile", "cpu",
+                                            "--all", "--part", f"{k}/{parts}", *device_set]))
+        jobs.append(Job(f"chapter-{stem}", command + device_set, after))
     return jobs
 
 
@@ -237,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(args.chapters) - set(CHAPTERS)
         if unknown:
             parser.error(f"--chapters: unknown {sorted(unknown)}; choose from {list(CHAPTERS)}")
-        chapters = [j for j in chapter_jobs(args.device) if not args.chapters
-                    or j.name.removeprefix("chapter-") in args.chapters]
+        chapters = [j for j in chapter_jobs(args.device, parts=args.slots) if not args.chapters
+                    or j.name.removeprefix("chapter-").split("-part-")[0] in args.chapters]
         cut = next((i for i, j in enumerate(jobs) if j.name.startswith("grid-")
                     and not j.name.startswith(f"grid-{REFERENCE_SPLIT}-")), len(jobs))
         jobs[cut:cut] = chapters

@@ -439,3 +439,25 @@ def test_settings_choice_confirms_or_drops_the_earlier_best_by_validation_nll():
     assert "dropped at this budget: base validates better (7.900 against 7.950)" in dropped["text"]
     with pytest.raises(ValueError, match="no validation NLL for the base row 'base'"):
         settings_choice(rows[1:], "base")
+
+
+def test_jobs_script_lists_every_run_and_splits_them_between_processes(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "open_questions_jobs.py"
+    spec = importlib.util.spec_from_file_location("open_questions_jobs", script)
+    jobs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(jobs)
+    ns = {"heuristics": ["heuristic-loss"], "unpaired": ["self_probe"], "scaling_depths": [None, 2],
+          "scaling_ranks": [64]}
+    every = jobs.all_jobs(ns)
+    assert every == ["paired_all", "paired_seen", "reference:finetune", "reference:oracle", "reference:taalm",
+                     "reference:heuristic-loss", "unpaired:self_probe", "scaling:depth_2", "scaling:rank_64",
+                     "scaling:depth_all"]
+    first, second = jobs.part_of(every, 0, 2), jobs.part_of(every, 1, 2)
+    assert first[:5] == every[0::2] and second[:5] == every[1::2]
+    assert sorted(first) == sorted(second) == sorted(every)  # each goes on with the other's jobs, from the end
+    assert first[5] == "scaling:depth_all" and second[5] == "scaling:rank_64"
+    with pytest.raises(ValueError, match="--part 2/2: K must lie in 0 … 1"):
+        jobs.part_of(every, 2, 2)

@@ -85,12 +85,19 @@ def test_chapters_run_after_the_reference_grid_with_the_device_where_declared(rc
     by = dict(zip(names, lines, strict=True))
     assert "device=cuda" in by["chapter-07_open_questions"] and "device=" not in by["chapter-05_temporalwiki"]
     assert "--profile cpu" in by["chapter-06_ablations"]
+    # chapter 07's runs go to one process per slot (default 2), then its notebook reads them back
+    assert "open_questions_jobs.py --profile cpu --all --part 1/2 --set device=cuda" in by["chapter-07_open_questions-part-1"]
+    assert "(after chapter-07_open_questions-part-0, chapter-07_open_questions-part-1)" in by["chapter-07_open_questions"]
 
 
 def test_chapters_can_be_chosen_by_stem(rc, capsys):
     assert rc.main(["--splits", "42", "--chapters", "06_ablations", "--dry-run"]) == 0
     names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
     assert [n for n in names if n.startswith("chapter-")] == ["chapter-06_ablations"]
+    assert rc.main(["--splits", "42", "--chapters", "07_open_questions", "--slots", "3", "--dry-run"]) == 0
+    names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    assert [n for n in names if n.startswith("chapter-")] == [
+        *(f"chapter-07_open_questions-part-{k}" for k in range(3)), "chapter-07_open_questions"]
     with pytest.raises(SystemExit):
         rc.main(["--chapters", "09_nothing", "--dry-run"])
 
