@@ -10,6 +10,7 @@ from trainattn.config import CKLConfig, MetaConfig
 from trainattn.core.train_attention import TrainAttention
 from trainattn.protocols.store import (
     RECORDS_ONLY_ENV,
+    Checkpoint,
     RecordMissingError,
     Run,
     RunMismatchError,
@@ -152,6 +153,22 @@ def test_checkpoints_keep_only_the_latest_and_restore_tensors_and_objects(tmp_pa
     torch.testing.assert_close(restored.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
     with pytest.raises(RunMismatchError, match="state.json was written by a run with a different a"):
         Run(tmp_path, {"a": 2}).load_checkpoint()
+
+
+def test_a_checkpoint_without_its_tensor_files_starts_the_run_afresh_with_a_warning(tmp_path):
+    # what a git checkout leaves of a run: state.json kept, *.safetensors ignored
+    run = Run(tmp_path, {"a": 1})
+    folder = run.save_checkpoint("epoch-0003", {"epoch": 3}, tensors={"theta": {"w": torch.ones(2)}})
+    assert run.load_checkpoint().state == {"epoch": 3}
+    (folder / "theta.safetensors").unlink()
+    with pytest.warns(UserWarning, match=r"epoch-0003 lacks theta.safetensors: the run starts afresh"):
+        assert run.load_checkpoint() is None
+
+
+def test_reading_a_missing_checkpoint_file_names_the_checkpoint(tmp_path):
+    folder = Run(tmp_path, {"a": 1}).save_checkpoint("epoch-0001", {"epoch": 1})
+    with pytest.raises(FileNotFoundError, match=r"epoch-0001 has no theta.safetensors .*delete .*checkpoint"):
+        Checkpoint(folder, {}).tensors("theta")
 
 
 # ---------------------------------------------------------------- φ fingerprint

@@ -31,6 +31,7 @@ import os
 import platform
 import shutil
 import subprocess
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from trainattn.files import read_json, write_json_atomic, write_text_atomic
 LOCK_NAME = ".lock"
 RESULT_NAME = "result.json"
 CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FILES = "files"  # state.json key: the files a checkpoint was written with
 PHI_FILE = "phi.safetensors"
 
 
@@ -318,13 +320,21 @@ class Checkpoint:
         """``<name>.safetensors`` as a dict of CPU tensors."""
         from safetensors.torch import load_file
 
-        return load_file(str(self.folder / f"{name}.safetensors"))
+        return load_file(str(self._file(f"{name}.safetensors")))
 
     def object(self, name: str, map_location="cpu"):
         """``<name>.pt`` (an optimizer's ``state_dict``; tensors only, loaded with ``weights_only``)."""
         import torch
 
-        return torch.load(self.folder / f"{name}.pt", map_location=map_location, weights_only=True)
+        return torch.load(self._file(f"{name}.pt"), map_location=map_location, weights_only=True)
+
+    def _file(self, name: str) -> Path:
+        path = self.folder / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"checkpoint {self.folder} has no {name} (copied without its tensor files?); "
+                f"delete {self.folder.parent} to compute the run afresh")
+        return path
 
 
 @dataclass
@@ -402,7 +412,8 @@ class Run:
             save_file({n: t.detach().cpu().contiguous() for n, t in group.items()}, str(tmp / f"{stem}.safetensors"))
         for stem, obj in (objects or {}).items():
             torch.save(obj, tmp / f"{stem}.pt")
-        write_json_atomic(tmp / "state.json", {"identity": self.identity, **state})
+        files = sorted(p.name for p in tmp.iterdir())
+        write_json_atomic(tmp / "state.json", {"identity": self.identity, CHECKPOINT_FILES: files, **state})
         shutil.rmtree(root / label, ignore_errors=True)
         os.replace(tmp, root / label)
         write_text_atomic(root / "latest", label)
@@ -412,7 +423,12 @@ class Run:
         return root / label
 
     def load_checkpoint(self) -> Checkpoint | None:
-        """The latest checkpoint of this run, or ``None``; another run's checkpoint is an error."""
+        """The latest checkpoint of this run, or ``None``; another run's checkpoint is an error.
+
+        A checkpoint whose tensor files are gone (a copy or checkout that kept only the
+        JSON: ``*.safetensors`` are git-ignored) cannot be resumed: it is reported with a
+        warning and the run starts afresh (``None``).
+        """
         if self.folder is None:
             return None
         folder = latest_checkpoint(self.folder)
@@ -420,4 +436,9 @@ class Run:
             return None
         saved = read_json(folder / "state.json")
         self.check(saved.get("identity"), folder / "state.json")
-        return Checkpoint(folder, {k: v for k, v in saved.items() if k != "identity"})
+        missing = [name for name in saved.get(CHECKPOINT_FILES, []) if not (folder / name).is_file()]
+        if missing:
+            warnings.warn(f"checkpoint {folder} lacks {', '.join(missing)}: the run starts afresh",
+                          stacklevel=2)
+            return None
+        return Checkpoint(folder, {k: v for k, v in saved.items() if k not in ("identity", CHECKPOINT_FILES)})
