@@ -28,19 +28,17 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from run_notebook_plain import _ipython_stand_in, notebook_script, parse_overrides  # noqa: E402
+
 NOTEBOOK = ROOT / "notebooks" / "07_open_questions.ipynb"
 SETUP_UNTIL = "OpenQuestionRuns("  # the setup ends with the cell that builds `runs`
 
 
 def setup_namespace(profile: str, results_path: str, overrides: dict) -> dict:
     """The notebook's namespace after its setup cells: parameters, ``data``, ``runs``, ``tokenizer``."""
-    sys.path.insert(0, str(ROOT / "scripts"))
     sys.path.insert(0, str(ROOT))
-    from run_notebook_plain import _ipython_stand_in, notebook_script
-
     from trainattn.book.runner import load_profile, notebook_parameters
 
     params = notebook_parameters(load_profile(profile), NOTEBOOK.stem)
@@ -91,8 +89,7 @@ def run_job(ns: dict, job: str) -> str:
         from trainattn.studies.open_questions import share_corpora
 
         corpora = share_corpora(ns["data"].to_learn, ns["n_share_docs"], ns["twiki_period"], ns["data_dir"])
-        stages = sorted({*ns["share_stages"], ns["meta_steps"]})
-        (_, row), _ = runs.phi_all_measured(stages, corpora, ns["max_length"])
+        (_, row), _ = runs.phi_all_measured(ns["share_stages"], corpora, ns["max_length"])
     elif kind == "paired_seen":
         row, _ = runs.taalm_run("paired_seen", ns["data"].train_seen)
     elif kind == "unpaired":
@@ -120,12 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the notebook's results_path (nothing is written there; run_dir comes from the profile)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="parameter overrides (YAML)")
     args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as error:
+        parser.error(str(error))
 
     if not args.jobs and not args.all:
         parser.error("name the jobs, or --all")

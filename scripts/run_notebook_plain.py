@@ -26,6 +26,17 @@ from pathlib import Path
 import yaml
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as ``{key: YAML value}``; an item without ``=`` is a ``ValueError``."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
 def _ipython_stand_in() -> None:
     """Print what the notebook displays (Markdown tables as text), with or without IPython."""
 
@@ -77,11 +88,10 @@ def main(argv=None) -> int:
     stem = args.notebook.stem
     params = notebook_parameters(load_profile(args.profile), stem)
     params.update(profile=args.profile, results_path=args.results_path)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item!r}: expected KEY=VALUE")
-        params[key] = yaml.safe_load(value)
+    try:
+        params.update(parse_overrides(args.set))
+    except ValueError as error:
+        parser.error(str(error))
     Path(args.results_path).parent.mkdir(parents=True, exist_ok=True)
 
     _ipython_stand_in()

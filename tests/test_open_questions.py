@@ -461,3 +461,17 @@ def test_jobs_script_lists_every_run_and_splits_them_between_processes(tmp_path)
     assert first[5] == "scaling:depth_all" and second[5] == "scaling:rank_64"
     with pytest.raises(ValueError, match="--part 2/2: K must lie in 0 … 1"):
         jobs.part_of(every, 2, 2)
+
+
+def test_jobs_script_reads_set_overrides_as_yaml_like_the_plain_runner():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "open_questions_jobs.py"
+    spec = importlib.util.spec_from_file_location("open_questions_jobs", script)
+    jobs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(jobs)
+    assert jobs.parse_overrides(["device=cuda", "lrs=[0.001, 0.003]", "tag=a=b"]) == {
+        "device": "cuda", "lrs": [0.001, 0.003], "tag": "a=b"}
+    with pytest.raises(ValueError, match=re.escape("--set 'device': expected KEY=VALUE")):
+        jobs.parse_overrides(["device"])

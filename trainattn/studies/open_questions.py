@@ -440,9 +440,11 @@ class OpenQuestionRuns:
             phi_run=phi_run, load_phi=lambda path: load_trained_phi(path, self.tokenizer).to(self.device),
             progress=progress, lrs=self.lrs)
 
-    def phi_all_measured(self, stages: list[int], corpora: dict[str, list[dict]], max_length: int | None):
-        """``((shares by stage, TAALM row), resources)``: :meth:`staged_then_taalm`, time and memory
-        measured once over the staged meta-training and the TAALM run (question 5's base row)."""
+    def phi_all_measured(self, share_stages: list[int], corpora: dict[str, list[dict]], max_length: int | None):
+        """``((shares by stage, TAALM row), resources)``: :meth:`staged_then_taalm` at ``share_stages``
+        and φ's last step, time and memory measured once over the staged meta-training and the
+        TAALM run (question 5's base row)."""
+        stages = sorted({*share_stages, self.base_meta.meta_steps})
         return measured(self.run_dir / "paired_all" / "base_staged",
                         lambda: self.staged_then_taalm(stages, corpora, max_length))
 
