@@ -165,6 +165,19 @@ def test_a_checkpoint_without_its_tensor_files_starts_the_run_afresh_with_a_warn
         assert run.load_checkpoint() is None
 
 
+def test_a_checkpoint_read_for_some_files_needs_only_those(tmp_path):
+    # a finished run shipped without its optimizer still gives back its tensors
+    run = Run(tmp_path, {"a": 1})
+    folder = run.save_checkpoint("step-2", {"step": 2}, tensors={"phi": {"w": torch.ones(2)}},
+                                 objects={"phi_optimizer": {"state": {}}})
+    (folder / "phi_optimizer.pt").unlink()
+    assert run.load_checkpoint(needs=["phi.safetensors"]).state == {"step": 2}
+    with pytest.warns(UserWarning, match="lacks phi_optimizer.pt"):
+        assert run.load_checkpoint() is None
+    with pytest.warns(UserWarning, match="lacks best.safetensors"):
+        assert run.load_checkpoint(needs=["best.safetensors"]) is None
+
+
 def test_reading_a_missing_checkpoint_file_names_the_checkpoint(tmp_path):
     folder = Run(tmp_path, {"a": 1}).save_checkpoint("epoch-0001", {"epoch": 1})
     with pytest.raises(FileNotFoundError, match=r"epoch-0001 has no theta.safetensors .*delete .*checkpoint"):

@@ -206,9 +206,9 @@ def meta_train(
         # the same run, finished (here or on another machine): φ's tensors and the history are
         # read back; its optimizer state is not needed, so a shipped record may leave it out. A
         # record that ships only the φ chosen on validation (a split's φ) gives that one back.
-        checkpoint = run.load_checkpoint()
+        checkpoint = run.load_checkpoint(needs=[PHI_FILE])
         if checkpoint is None and run.folder is not None:
-            checkpoint = Run(run.folder / "best", run.identity, run.ignore).load_checkpoint()
+            checkpoint = Run(run.folder / "best", run.identity, run.ignore).load_checkpoint(needs=[PHI_FILE])
         if checkpoint is None:
             raise FileNotFoundError(f"{run.folder}: result.json says finished, but no checkpoint holds φ")
         load_phi_tensors(learner.phi, checkpoint.folder / PHI_FILE)

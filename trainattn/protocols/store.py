@@ -422,12 +422,13 @@ class Run:
                 shutil.rmtree(old, ignore_errors=True)
         return root / label
 
-    def load_checkpoint(self) -> Checkpoint | None:
+    def load_checkpoint(self, needs: Iterable[str] | None = None) -> Checkpoint | None:
         """The latest checkpoint of this run, or ``None``; another run's checkpoint is an error.
 
-        A checkpoint whose tensor files are gone (a copy or checkout that kept only the
-        JSON: ``*.safetensors`` are git-ignored) cannot be resumed: it is reported with a
-        warning and the run starts afresh (``None``).
+        ``needs``: the files the caller will read (default: every file the checkpoint was
+        written with, which resuming needs). A checkpoint that lacks one of them (a copy or
+        checkout that kept only the JSON: ``*.safetensors`` and ``*.pt`` are git-ignored) is
+        reported with a warning and counts as absent (``None``): the run starts afresh.
         """
         if self.folder is None:
             return None
@@ -436,7 +437,8 @@ class Run:
             return None
         saved = read_json(folder / "state.json")
         self.check(saved.get("identity"), folder / "state.json")
-        missing = [name for name in saved.get(CHECKPOINT_FILES, []) if not (folder / name).is_file()]
+        required = saved.get(CHECKPOINT_FILES, []) if needs is None else needs
+        missing = [name for name in required if not (folder / name).is_file()]
         if missing:
             warnings.warn(f"checkpoint {folder} lacks {', '.join(missing)}: the run starts afresh",
                           stacklevel=2)
