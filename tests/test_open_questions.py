@@ -3,6 +3,7 @@ staged φ shares, peak memory, and answers worded from the numbers."""
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +39,7 @@ from trainattn.report.answers import (
 from trainattn.report.tables import markdown_table
 from trainattn.studies.open_questions import (
     OpenQuestionRuns,
+    chapter_record_files,
     corpus_documents,
     document_probe_examples,
     generalisation_data,
@@ -45,6 +47,7 @@ from trainattn.studies.open_questions import (
     measured,
     phi_shares,
     relation_split,
+    require_chapter_records,
     scaling_variants,
     self_probe,
     self_probe_examples,
@@ -409,6 +412,38 @@ def test_unpaired_run_rejects_an_unknown_strategy(tmp_path):
     runs = OpenQuestionRuns(None, None, None, None, None, tmp_path)
     with pytest.raises(ValueError, match=re.escape("unknown unpaired strategy 'paired': self_probe | document_<objective>")):
         runs.unpaired_run("paired", 32)
+
+
+CPU_RECORDS = Path(__file__).resolve().parents[1] / "results" / "cpu" / "runs" / "07_open_questions"
+
+
+def test_chapter_record_files_match_the_committed_cpu_records():
+    # the layout the runs write: the records committed so far are exactly these files
+    lrs = [3e-4, 1e-3, 3e-3]
+    files = chapter_record_files(CPU_RECORDS, ["finetune", "oracle", "heuristic-loss"], 0, lrs, [], ["base"])
+    assert len(files) == 3 * 3 + 3 + 2
+    assert [f for f in files if not f.is_file()] == []
+    assert CPU_RECORDS / "reference" / "seed-0" / "oracle" / "lr-0.003" / "result.json" in files
+    more = chapter_record_files(CPU_RECORDS, [], 0, lrs, ["self_probe", "document_change3"], ["base", "rank_4"])
+    assert more[-6:] == [CPU_RECORDS / g / n / f for g, n in [("self_probe", "base"), ("document_change3", "change3"),
+                                                              ("paired_all", "rank_4")]
+                         for f in ("row.json", "resources.json")]
+    untuned = chapter_record_files(CPU_RECORDS, ["finetune"], 1, [], [], [])
+    assert untuned[0] == CPU_RECORDS / "reference" / "seed-1" / "finetune" / "result.json"
+
+
+def test_require_chapter_records_names_the_first_missing_file_in_records_only_mode(tmp_path, monkeypatch):
+    from trainattn.protocols.store import RECORDS_ONLY_ENV, RecordMissingError
+
+    files = chapter_record_files(tmp_path, ["finetune"], 0, [1e-3], [], [])
+    for f in files[:2]:
+        f.parent.mkdir(parents=True)
+        f.write_text("{}")
+    monkeypatch.delenv(RECORDS_ONLY_ENV, raising=False)
+    require_chapter_records(files)  # computing is allowed: nothing to check
+    monkeypatch.setenv(RECORDS_ONLY_ENV, "1")
+    with pytest.raises(RecordMissingError, match=re.escape(f"{files[2]}: no finished run to read back")):
+        require_chapter_records(files)
 
 
 def test_jobs_script_names_unknown_jobs_and_scaling_variants(tmp_path):

@@ -9,6 +9,7 @@
   φ's weight per token category (:mod:`trainattn.data.token_categories`) on a corpus, and
   how it moves during meta-training;
 * :class:`PeakMemory` / :func:`measured` — peak memory and time of a run;
+* :func:`chapter_record_files` — what the chapter reads back (checked first in records-only mode);
 * :func:`runs_hardware` / :func:`chapter_versions` — where the chapter's runs were computed
   (not where the notebook that read them back ran);
 * :class:`OpenQuestionRuns` — the chapter's fresh θs, φs and resumable TAALM runs on one
@@ -49,6 +50,7 @@ from trainattn.protocols.store import (
     Run,
     data_fingerprint,
     phi_file,
+    require_records,
     run_identity,
     run_lock,
     versions,
@@ -341,6 +343,48 @@ def measured(folder, run):
         return out, resources
 
 
+# ---------------------------------------------------------------- records
+
+
+def unpaired_run_folder(strategy: str) -> tuple[str, str]:
+    """``(group, name)`` of question 4's run for ``strategy`` (see :meth:`OpenQuestionRuns.unpaired_run`)."""
+    if strategy == "self_probe":
+        return "self_probe", "base"
+    if strategy.startswith("document_"):
+        return strategy, strategy.removeprefix("document_")
+    raise ValueError(f"unknown unpaired strategy {strategy!r}: self_probe | document_<objective>")
+
+
+def chapter_record_files(run_dir, methods: list[str], seed: int, lrs, unpaired: list[str],
+                         scaling: list[str]) -> list[Path]:
+    """The files the chapter reads back when every run is recorded, in the order it reads them.
+
+    ``methods``: the reference grid's (``taalm`` included when chapter 03's φ is used); ``lrs``:
+    its learning-rate grid (empty: one run per method, no ``lr-`` folder); ``unpaired``:
+    question 4's strategies; ``scaling``: question 5's variant names (``base`` is the
+    all-relations φ of question 1). In records-only mode (the published book) the chapter checks
+    these before it tailors its split, so a missing run gives way to the fallback at once.
+    """
+    from trainattn.protocols.grid import run_dir_for
+
+    root = Path(run_dir)
+    files = [run_dir_for(root / "reference", m, seed, float(lr)) / RESULT_NAME for m in methods for lr in lrs]
+    files += [run_dir_for(root / "reference", m, seed) / RESULT_NAME for m in methods if not lrs]
+    files += [root / "paired_all" / "base" / "row.json", root / "paired_all" / "base" / "meta" / "shares.json",
+              root / "paired_all" / "base_staged" / "resources.json"]
+    runs = [("paired_seen", "base"), *map(unpaired_run_folder, unpaired),
+            *(("paired_all", name) for name in scaling if name != "base")]
+    for group, name in runs:
+        files += [root / group / name / "row.json", root / group / name / "resources.json"]
+    return files
+
+
+def require_chapter_records(files) -> None:
+    """:func:`~trainattn.protocols.store.require_records` for each of ``files`` (records-only mode only)."""
+    for path in files:
+        require_records([Path(path).parent], Path(path).name)
+
+
 # ---------------------------------------------------------------- provenance
 
 
@@ -454,15 +498,13 @@ class OpenQuestionRuns:
         ``strategy``: ``"self_probe"`` (a probe cut from each seen-relation document) or
         ``"document_<objective>"`` (the document as its own probe, e.g. ``document_change3``).
         """
+        group, objective = unpaired_run_folder(strategy)
         if strategy == "self_probe":
-            return self.taalm_run("self_probe", self_probe_examples(self.data.train_seen, self.tokenizer, max_length))
-        if strategy.startswith("document_"):
-            objective = strategy.removeprefix("document_")
-            table = {objective: Variant(f"document as its own probe, objective {objective}",
-                                        meta={"objective": objective})}
-            return self.taalm_run(strategy, document_probe_examples(self.data.train_seen, self.tokenizer, max_length),
-                                  objective, table)
-        raise ValueError(f"unknown unpaired strategy {strategy!r}: self_probe | document_<objective>")
+            return self.taalm_run(group, self_probe_examples(self.data.train_seen, self.tokenizer, max_length))
+        table = {objective: Variant(f"document as its own probe, objective {objective}",
+                                    meta={"objective": objective})}
+        return self.taalm_run(group, document_probe_examples(self.data.train_seen, self.tokenizer, max_length),
+                              objective, table)
 
     def staged_then_taalm(self, stages: list[int], corpora: dict[str, list[dict]], max_length: int | None):
         """φ on all relations, meta-trained in ``stages`` (weight shares measured at each), then used.
