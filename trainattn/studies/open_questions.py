@@ -368,8 +368,8 @@ def chapter_record_files(run_dir, methods: list[str], seed: int, lrs, unpaired: 
     from trainattn.protocols.grid import run_dir_for
 
     root = Path(run_dir)
-    files = [run_dir_for(root / "reference", m, seed, float(lr)) / RESULT_NAME for m in methods for lr in lrs]
-    files += [run_dir_for(root / "reference", m, seed) / RESULT_NAME for m in methods if not lrs]
+    rates = [float(lr) for lr in lrs] or [None]
+    files = [run_dir_for(root / "reference", m, seed, lr) / RESULT_NAME for m in methods for lr in rates]
     files += [root / "paired_all" / "base" / "row.json", root / "paired_all" / "base" / "meta" / "shares.json",
               root / "paired_all" / "base_staged" / "resources.json"]
     runs = [("paired_seen", "base"), *map(unpaired_run_folder, unpaired),
