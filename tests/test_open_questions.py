@@ -324,12 +324,15 @@ def test_answers_change_with_the_numbers():
     rows = {"finetune": _r(0.0), "oracle": _r(0.5), "taalm": _r(0.3), "heuristic-loss": _r(0.1),
             "heuristic-entity": _r(0.45)}
     text = answer_heuristics(rows, "taalm", n)
-    assert "heuristic-entity" in text and "does better than φ" in text
+    assert "heuristic-entity did better than φ" in text and "heuristic-loss 0.100 (NF 0.500), below taalm" in text
     rows["heuristic-entity"] = _r(0.1)
-    assert "earns its cost" in answer_heuristics(rows, "taalm", n)
+    assert "earns its cost: every heuristic is below taalm" in answer_heuristics(rows, "taalm", n)
+    rows["heuristic-entity"] = _r(0.29)
+    assert "heuristic-entity did as well as φ" in answer_heuristics(rows, "taalm", n)
+    # the conclusion is against the first φ (the chapter's budget); a further φ is only described
     rows.update({"taalm": _r(0.02), "phi_long": _r(0.3)})
     both = answer_heuristics(rows, ["taalm", "phi_long"], n)
-    assert "no heuristic matches phi_long" in both and "above taalm" in both
+    assert "phi_long reached 0.300, above taalm" in both and "did better than φ" in both
     tiny = {"finetune": _r(0.0), "oracle": _r(0.4), "taalm": _r(0.03), "heuristic-entity": _r(0.06)}
     assert "too small to tell" in answer_heuristics(tiny, "taalm", 32)
     assert "fall short" in answer_unpaired({"paired": _r(0.3), "self": _r(0.1)}, "paired", _r(0.0), n)
@@ -396,6 +399,22 @@ def test_verdict_rows_flatten_single_and_grouped_verdicts():
     assert rows[0]["a"] == "0.300 [0.200, 0.400]" and rows[0]["verdict"] == "above"
     assert rows[1]["b"] == "0.100" and rows[1]["verdict"] == "level" and rows[2]["a"] == "0.30 [0.2, 0.4]"
 
+
+
+def test_companion_file_sections_split_into_runs_and_verdicts():
+    from trainattn.report.answers import companion_runs, companion_verdicts
+
+    v = verdict(_r(0.3), _r(0.1), 32, "a", "b", "x")
+    questions = {"generalisation": {"runs": {}, "verdict": {"held-out relations": v}},
+                 "unpaired": {"paired": _r(0.3), "self_probe": _r(0.1), "self_probe_documents": 9,
+                              "verdict": {"self_probe": v}},
+                 "scaling": {"base": _r(0.3), "settings_choice": {"chosen": "base"}, "verdict": {}},
+                 "heuristic_weights": {"rho1": _r(0.2)}, "parameters": {"n_to_learn": 32}}
+    assert list(companion_runs(questions["unpaired"])) == ["paired", "self_probe"]
+    assert list(companion_runs(questions["scaling"])) == ["base"]
+    # a file written before verdicts existed (heuristic_weights here) has none to show
+    assert companion_verdicts(questions) == {"generalisation": {"held-out relations": v},
+                                             "unpaired": {"self_probe": v}, "scaling": {}}
 
 # ------------------------------------------------------------- the chapter's runs, by name
 
