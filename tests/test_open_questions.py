@@ -416,6 +416,44 @@ def test_companion_file_sections_split_into_runs_and_verdicts():
     assert companion_verdicts(questions) == {"generalisation": {"held-out relations": v},
                                              "unpaired": {"self_probe": v}, "scaling": {}}
 
+
+def test_practical_reading_follows_the_verdicts():
+    from trainattn.report.answers import practical_reading
+
+    def v(word, a=0.3, b=0.3):
+        return {"verdict": word, "a": {"top_acc": a}, "b": {"top_acc": b}}
+
+    verdicts = {"generalisation": {"held-out relations": v("level"), "free-form text, φ without": v("level"),
+                                   "free-form text, φ on all relations": v("above")},
+                "attention_shares": v("above"),
+                "heuristic_weights": {"heuristic-loss": v("below"), "heuristic-entity": v("level"), "rho1": v("level")},
+                "unpaired": {"self_probe": v("below"), "document_change3": v("below")},
+                "scaling": {"depth_2": v("level"), "depth_all": v("below"), "rank_64": v("above")}}
+    rows = [{"variant": "base", "phi_trainable": 10}, {"variant": "depth_2", "phi_trainable": 4},
+            {"variant": "depth_all", "phi_trainable": 50}, {"variant": "rank_64", "phi_trainable": 40}]
+    text = practical_reading(verdicts, rows)
+    assert len(text) == 6
+    assert "need not have seen the relation" in text[0]
+    assert "only φ on all relations put more weight on the fact" in text[1]
+    assert "where a LAMA fact sits" in text[2]
+    assert "heuristic-entity and rho1 did as well as the meta-trained φ" in text[3]
+    assert "needs paired data" in text[4]
+    assert text[5] == ("φ's size: depth_2 matched the base φ with fewer trainable parameters, so a smaller φ "
+                       "suffices here. Above the base φ: rank_64.")
+    verdicts["generalisation"]["held-out relations"] = v("below")
+    verdicts["heuristic_weights"] = {"heuristic-loss": v("below")}
+    verdicts["unpaired"]["self_probe"] = v("level")
+    text = practical_reading(verdicts)  # no rows: question 5 needs the φ sizes
+    assert len(text) == 5 and "meta-train φ on documents of the relations" in text[0]
+    assert "pays for itself" in text[3] and text[4].startswith("Without hand-written probes: self_probe did as well")
+    # runs that learned nothing (the ci smoke test) give no reading
+    verdicts["unpaired"] = {"self_probe": v("level", 0.0, 0.0), "document_change3": v("level", 0.5, 0.0)}
+    assert "did as well" in practical_reading(verdicts, n_to_learn=4)[4]
+    verdicts["unpaired"]["document_change3"] = v("level", 0.0, 0.25)  # one fact of 4: within one probe
+    assert "cannot tell" not in practical_reading(verdicts, n_to_learn=8)[4]
+    assert practical_reading(verdicts, n_to_learn=4)[4] == ("Without hand-written probes: no compared run learned "
+                                                           "more than one probe's worth of facts, so this run cannot tell.")
+
 # ------------------------------------------------------------- the chapter's runs, by name
 
 

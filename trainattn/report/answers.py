@@ -330,6 +330,105 @@ def verdict_rows(verdicts: dict[str, dict]) -> list[dict]:
     return rows
 
 
+
+def _names(xs: list[str]) -> str:
+    return ", ".join(xs[:-1]) + " and " + xs[-1] if len(xs) > 1 else xs[0]
+
+
+def practical_reading(verdicts: dict[str, dict], scaling_rows: list[dict] | None = None,
+                      base: str = "base", n_to_learn: int | None = None) -> list[str]:
+    """What the chapter's verdicts mean for someone using Train-Attention outside LAMA-CKL: one
+    sentence per question that has a verdict, built from the verdicts alone (``verdicts`` as the
+    chapter builds them; ``scaling_rows`` add the φ sizes to question 5). Every sentence holds
+    for this run only: a verdict of "level" is no evidence of equality, only of no separation.
+    A question whose compared runs all stayed at or below one probe's worth of facts
+    (``1 / n_to_learn``; 0 when not given) gets "cannot tell" instead of a reading."""
+    tol = 1.0 / n_to_learn if n_to_learn else 0.0
+
+    def empty(*vs):  # every side of every compared pair learned (next to) nothing
+        return all((x.get(side) or {}).get("top_acc") is None or x[side]["top_acc"] <= tol
+                   for x in vs for side in ("a", "b"))
+
+    def cannot_tell(topic):
+        return f"{topic}: no compared run learned more than one probe's worth of facts, so this run cannot tell."
+
+    out = []
+    g = verdicts.get("generalisation", {})
+    rel = g.get("held-out relations")
+    if rel and empty(rel):
+        out.append(cannot_tell("Facts of new relations"))
+    elif rel:
+        out.append({
+            "level": "Facts of new relations: a φ meta-trained without them taught θ as much as one that saw them "
+                     "(level), so within LAMA-style text φ need not have seen the relation it is used on.",
+            "below": "Facts of new relations: a φ meta-trained without them taught θ less than one that saw them, "
+                     "so meta-train φ on documents of the relations it will be used on.",
+            "above": "Facts of new relations: a φ meta-trained without them taught θ more than one that saw them; "
+                     "leaving the target relations out did not hurt here.",
+        }[rel["verdict"]])
+    free = {k: v["verdict"] for k, v in g.items() if k.startswith("free-form text")}
+    if free:
+        if set(free.values()) == {"above"}:
+            out.append("Other text styles: on free-form documents every φ put more of its weight on the fact than "
+                       "the fact's share of the tokens, so its focus carries beyond LAMA's style.")
+        elif "above" in free.values():
+            out.append("Other text styles: on free-form documents only "
+                       + _names([k.split(", ", 1)[-1] for k, v in free.items() if v == "above"])
+                       + " put more weight on the fact than its share of the tokens; check φ on your own text first.")
+        else:
+            out.append("Other text styles: on free-form documents no φ put more weight on the fact than its share "
+                       "of the tokens (uniform weights do as much), so φ's focus did not carry to text unlike its "
+                       "meta-training documents: meta-train φ on documents and probes of the style it will see.")
+    att = verdicts.get("attention_shares")
+    if att:
+        out.append({
+            "above": "What φ looks for: on LAMA-CKL documents it gives the answer span more than its share of the "
+                     "tokens; it has learned where a LAMA fact sits.",
+            "level": "What φ looks for: on LAMA-CKL documents it gives the answer span no more than its share of "
+                     "the tokens.",
+            "below": "What φ looks for: on LAMA-CKL documents it gives the answer span less than its share of the "
+                     "tokens.",
+        }[att["verdict"]])
+    heur = verdicts.get("heuristic_weights")
+    if heur and empty(*heur.values()):
+        out.append(cannot_tell("Simple scores"))
+    elif heur:
+        by = {k: v["verdict"] for k, v in heur.items()}
+        above, level = [k for k, v in by.items() if v == "above"], [k for k, v in by.items() if v == "level"]
+        if above:
+            out.append(f"Simple scores: {_names(above)} taught θ more than the meta-trained φ here; they need no "
+                       "meta-training, so try them first.")
+        elif level:
+            out.append(f"Simple scores: {_names(level)} did as well as the meta-trained φ here (level); they need "
+                       "no meta-training, so try them before meta-training a φ.")
+        else:
+            out.append("Simple scores: every one tried taught θ less than the meta-trained φ, so the "
+                       "meta-training pays for itself here.")
+    unpaired = verdicts.get("unpaired")
+    if unpaired and empty(*unpaired.values()):
+        out.append(cannot_tell("Without hand-written probes"))
+    elif unpaired:
+        good = [k for k, v in unpaired.items() if v["verdict"] != "below"]
+        out.append(f"Without hand-written probes: {_names(good)} did as well as paired probes here, so paired "
+                   "document-probe data is not required." if good else
+                   "Without hand-written probes: every probe-free φ tried fell below the paired one, so φ's "
+                   "meta-training needs paired data: a probe that asks for the fact the document states.")
+    scaling = verdicts.get("scaling")
+    if scaling and scaling_rows and empty(*scaling.values()):
+        out.append(cannot_tell("φ's size"))
+    elif scaling and scaling_rows:
+        size = {r["variant"]: r.get("phi_trainable") for r in scaling_rows}
+        smaller = [k for k, v in scaling.items() if size.get(k) and size.get(base) and size[k] < size[base]
+                   and v["verdict"] != "below"]
+        larger_better = [k for k, v in scaling.items() if v["verdict"] == "above"]
+        text = (f"φ's size: {_names(smaller)} matched the base φ with fewer trainable parameters, so a "
+                "smaller φ suffices here." if smaller else
+                "φ's size: no smaller φ matched the base one.")
+        text += (f" Above the base φ: {_names(larger_better)}." if larger_better
+                 else " No φ did better than the base one.")
+        out.append(text)
+    return out
+
 QUESTION_KEYS = ("generalisation", "attention_shares", "heuristic_weights", "unpaired", "scaling")
 
 
