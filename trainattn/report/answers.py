@@ -330,7 +330,6 @@ def verdict_rows(verdicts: dict[str, dict]) -> list[dict]:
     return rows
 
 
-
 def _names(xs: list[str]) -> str:
     return ", ".join(xs[:-1]) + " and " + xs[-1] if len(xs) > 1 else xs[0]
 
@@ -429,6 +428,7 @@ def practical_reading(verdicts: dict[str, dict], scaling_rows: list[dict] | None
         out.append(text)
     return out
 
+
 QUESTION_KEYS = ("generalisation", "attention_shares", "heuristic_weights", "unpaired", "scaling")
 
 
@@ -444,4 +444,3 @@ def companion_verdicts(questions: dict) -> dict[str, dict]:
     before verdicts existed gives ``{}``."""
     return {k: questions[k]["verdict"] for k in QUESTION_KEYS
             if isinstance(questions.get(k), dict) and "verdict" in questions[k]}
-
