@@ -92,6 +92,13 @@ def _batch(tokenizer):
     return make_train_batch(tokenizer, TO_LEARN, 3, 64).encoded  # right-padded, 3 rows
 
 
+def test_simple_scores_are_the_heuristics_and_rho1_all_registered():
+    from trainattn.methods.heuristics import SIMPLE_SCORES
+
+    assert SIMPLE_SCORES == ("heuristic-loss", "heuristic-gradnorm", "heuristic-attention", "heuristic-entity", "rho1")
+    assert all(canonical_method_name(name) == name for name in SIMPLE_SCORES)
+
+
 @pytest.mark.parametrize("name", sorted(HEURISTICS))
 def test_heuristics_are_methods_with_row_scaled_weights(name, tokenizer, model):
     assert canonical_method_name(name) == name

@@ -156,3 +156,5 @@ class HeuristicEntity(Method):
 
 
 HEURISTICS = {m.name: m for m in (HeuristicLoss, HeuristicGradNorm, HeuristicAttention, HeuristicEntity)}
+SIMPLE_SCORES = (*HEURISTICS, "rho1")
+"""Every φ-free score chapter 07's question 3 can set against φ: the four heuristics and RHO-1."""
