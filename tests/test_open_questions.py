@@ -377,6 +377,10 @@ def test_freeform_and_attention_answers_call_flat_weights_flat():
     assert "nearly flat" in answer_freeform(flat)
     sharp = [{"answer_weight": 0.5, "other_weight": 0.1}] * 5 + [{"answer_weight": 0.1, "other_weight": 0.1}]
     assert "still finds the new fact" in answer_freeform(sharp)
+    # one document with almost no weight elsewhere (ratio 500) does not make the others count
+    skewed = [{"answer_weight": 0.5, "other_weight": 0.001}] + [{"answer_weight": 0.05, "other_weight": 0.1}] * 4
+    text = answer_freeform(skewed)
+    assert "in 1 of them (median ratio 0.50)" in text and "does not single out the fact" in text
 
     def shares(answer_w):
         return {"answer": {"tokens": 0.1, "weight": answer_w}, "other": {"tokens": 0.9, "weight": 1 - answer_w},

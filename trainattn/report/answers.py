@@ -126,17 +126,20 @@ def answer_freeform(per_doc: list[dict], margin: float = 1.1) -> str:
     """Free-form documents in words: ``per_doc`` rows with ``answer_weight`` / ``other_weight``.
 
     A document counts as "φ finds the fact" when the fact's mean weight is more than
-    ``margin`` times the other tokens'; a mean ratio within [1/margin, margin] is "flat".
+    ``margin`` times the other tokens'; a median ratio within [1/margin, margin] is "flat".
+    The median, not the mean, sums the documents up: a document whose other tokens get almost
+    no weight gives a ratio in the hundreds and would carry the mean alone.
     """
     located = [d for d in per_doc if d["answer_weight"] is not None and d["other_weight"]]
     if not located:
         return "No free-form document had its fact inside the kept tokens."
-    ratios = [d["answer_weight"] / d["other_weight"] for d in located]
+    ratios = sorted(d["answer_weight"] / d["other_weight"] for d in located)
     above = sum(r > margin for r in ratios)
-    mean = sum(ratios) / len(ratios)
+    half = len(ratios) // 2
+    median = ratios[half] if len(ratios) % 2 else (ratios[half - 1] + ratios[half]) / 2
     text = (f"On {len(located)} free-form documents, φ's mean weight on the fact's tokens was more than "
-            f"{margin:g}× its weight on the other tokens in {above} of them (mean ratio {mean:.2f})")
-    if 1 / margin <= mean <= margin and above <= len(located) / 2:
+            f"{margin:g}× its weight on the other tokens in {above} of them (median ratio {median:.2f})")
+    if 1 / margin <= median <= margin and above <= len(located) / 2:
         return text + " — its weights on this text are nearly flat: too little contrast to say it finds the fact."
     if above > len(located) / 2:
         return text + " — it still finds the new fact in prose of another kind."
