@@ -15,6 +15,7 @@ what would change it.
 from __future__ import annotations
 
 import math
+import statistics
 
 from trainattn.core.intervals import compare as intervals_compare
 
@@ -133,10 +134,9 @@ def answer_freeform(per_doc: list[dict], margin: float = 1.1) -> str:
     located = [d for d in per_doc if d["answer_weight"] is not None and d["other_weight"]]
     if not located:
         return "No free-form document had its fact inside the kept tokens."
-    ratios = sorted(d["answer_weight"] / d["other_weight"] for d in located)
+    ratios = [d["answer_weight"] / d["other_weight"] for d in located]
     above = sum(r > margin for r in ratios)
-    half = len(ratios) // 2
-    median = ratios[half] if len(ratios) % 2 else (ratios[half - 1] + ratios[half]) / 2
+    median = statistics.median(ratios)
     text = (f"On {len(located)} free-form documents, φ's mean weight on the fact's tokens was more than "
             f"{margin:g}× its weight on the other tokens in {above} of them (median ratio {median:.2f})")
     if 1 / margin <= median <= margin and above <= len(located) / 2:
