@@ -44,7 +44,7 @@ def setup_namespace(profile: str, results_path: str, overrides: dict) -> dict:
     params = notebook_parameters(load_profile(profile), NOTEBOOK.stem)
     params.update(profile=profile, results_path=results_path, **overrides)
     _ipython_stand_in()
-    namespace = {"__name__": "__main__"}
+    namespace = {"__name__": "__main__", "__notebook__": NOTEBOOK.stem}
     for label, code in notebook_script(NOTEBOOK, params):
         exec(compile(code, f"{NOTEBOOK.name}:{label}", "exec"), namespace)
         if SETUP_UNTIL in code:
@@ -105,7 +105,8 @@ def run_job(ns: dict, job: str) -> str:
     return f"top_acc {row['top_acc']:.3f}, val NLL φ {row['val_phi_nll']:.3f} vs uniform {row['val_uniform_nll']:.3f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_cli(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
+    """The parsed arguments (``jobs`` in the order given) and the ``--set`` overrides."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("jobs", nargs="*", metavar="JOB")
     parser.add_argument("--all", action="store_true", help="every job of the chapter (after the JOBs given)")
@@ -115,17 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--results-path", default="runs/open_questions_jobs/07_open_questions.json",
                         help="the notebook's results_path (nothing is written there; run_dir comes from the profile)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="parameter overrides (YAML)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="parameter overrides (YAML); a later word without '=' is a JOB")
     args = parser.parse_args(argv)
+    # `--set` takes every later word; a job name never holds '=', an override always does
+    args.jobs += [w for w in args.set if "=" not in w]
     try:
-        overrides = parse_overrides(args.set)
+        overrides = parse_overrides([w for w in args.set if "=" in w])
     except ValueError as error:
         parser.error(str(error))
-
     if not args.jobs and not args.all:
         parser.error("name the jobs, or --all")
     if args.part and not args.all:
         parser.error("--part needs --all")
+    return args, overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse_cli(argv)
     start = time.perf_counter()
     ns = setup_namespace(args.profile, args.results_path, overrides)
     print(f"[{time.strftime('%X')}] setup {time.perf_counter() - start:.0f} s; work folder {ns['run_dir']}", flush=True)

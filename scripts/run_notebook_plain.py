@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    namespace = {"__name__": "__main__"}
+    namespace = {"__name__": "__main__", "__notebook__": stem}  # Chapter.stem: the recompute line names it
     start = time.perf_counter()
     for label, code in notebook_script(args.notebook, params):
         print(f"\n### {stem} {label} ({time.perf_counter() - start:.0f} s)", flush=True)

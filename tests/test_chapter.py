@@ -47,6 +47,18 @@ def test_results_companions_figures_and_work_folders_sit_beside_the_results(tmp_
     assert chapter.write_companion("lama_ckl_summary", {"m": 1}) == tmp_path / "ci" / "lama_ckl_summary.json"
 
 
+def test_the_recompute_line_names_the_notebook_even_under_another_results_file(tmp_path):
+    params = {**PARAMS, "profile": "cpu", "results_path": str(tmp_path / "x.json")}
+    assert Chapter(params).stem == "x"  # papermill: the book runner's results file is <stem>.json
+    chapter = Chapter({**params, "__notebook__": "07_open_questions"})  # the plain runners name it
+    assert chapter.stem == "07_open_questions" and "__notebook__" not in chapter.params
+    assert chapter.provenance_note(tmp_path / "none") == "**Computed** while this book was built (no run records kept)."
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "result.json").write_text(json.dumps({"versions": {"hardware": "cpu"}}))
+    note = chapter.provenance_note(tmp_path / "run")
+    assert note.endswith("`trainattn book --profile cpu --notebooks 07_open_questions --recompute`.")
+
+
 def test_chapter_04_cpu_runs_are_the_cli_grids_runs():
     """`trainattn ckl-grid --config configs/lama_ckl_cpu.yml` makes the runs chapter 04 reads back at the cpu profile."""
     import nbformat

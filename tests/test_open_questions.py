@@ -578,3 +578,21 @@ def test_jobs_script_reads_set_overrides_as_yaml_like_the_plain_runner():
         "device": "cuda", "lrs": [0.001, 0.003], "tag": "a=b"}
     with pytest.raises(ValueError, match=re.escape("--set 'device': expected KEY=VALUE")):
         jobs.parse_overrides(["device"])
+
+
+def test_jobs_script_takes_job_names_given_after_set():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "open_questions_jobs.py"
+    spec = importlib.util.spec_from_file_location("open_questions_jobs", script)
+    jobs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(jobs)
+    args, overrides = jobs.parse_cli(["paired_all", "--set", "lrs=[3.0e-4]", "reference:rho1", "device=cuda"])
+    assert args.jobs == ["paired_all", "reference:rho1"]
+    assert overrides == {"lrs": [3.0e-4], "device": "cuda"}
+    args, overrides = jobs.parse_cli(["--all", "--part", "1/2", "--set", "device=cuda"])
+    assert args.all and args.jobs == [] and overrides == {"device": "cuda"}
+    with pytest.raises(SystemExit):
+        jobs.parse_cli(["--set", "device=cuda"])  # no job named
+

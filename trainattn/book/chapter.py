@@ -45,6 +45,14 @@ class Chapter:
     def __init__(self, namespace: Mapping[str, Any]):
         self.params = {k: v for k, v in namespace.items()
                        if not k.startswith("_") and isinstance(v, LITERALS)}
+        # the plain runners (scripts/run_notebook_plain.py) name the notebook; under papermill the
+        # book runner's results path is always results/<profile>/<stem>.json
+        self._notebook = namespace.get("__notebook__")
+
+    @property
+    def stem(self) -> str:
+        """The notebook's name without ``.ipynb``: ``__notebook__`` when a runner set it, else the results file's stem."""
+        return self._notebook or self.results_path.stem
 
     def __getitem__(self, name: str):
         try:
@@ -142,7 +150,7 @@ class Chapter:
 
     def provenance_note(self, run_dir: str | Path | None = None) -> str:
         """The Markdown line shown under a chapter's tables: hardware, dates, commits, how to recompute."""
-        return provenance_note(self.runs_provenance(run_dir), self.results_path.stem, self["profile"])
+        return provenance_note(self.runs_provenance(run_dir), self.stem, self["profile"])
 
     def figure_path(self, suffix: str) -> Path:
         """``<results path>.<suffix>.png``: a figure committed beside the results."""
