@@ -514,14 +514,19 @@ def test_require_chapter_records_names_the_first_missing_file_in_records_only_mo
         require_chapter_records(files)
 
 
-def test_jobs_script_names_unknown_jobs_and_scaling_variants(tmp_path):
+def _jobs_script():
+    """``scripts/open_questions_jobs.py`` as a module (scripts are not a package)."""
     import importlib.util
-    from pathlib import Path
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "open_questions_jobs.py"
     spec = importlib.util.spec_from_file_location("open_questions_jobs", script)
     jobs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(jobs)
+    return jobs
+
+
+def test_jobs_script_names_unknown_jobs_and_scaling_variants(tmp_path):
+    jobs = _jobs_script()
     ns = {"runs": OpenQuestionRuns(None, None, None, None, None, tmp_path), "scaling_depths": [2],
           "scaling_ranks": [64]}
     with pytest.raises(ValueError, match="unknown job 'phi_all'"):
@@ -545,13 +550,7 @@ def test_settings_choice_confirms_or_drops_the_earlier_best_by_validation_nll():
 
 
 def test_jobs_script_lists_every_run_and_splits_them_between_processes(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "scripts" / "open_questions_jobs.py"
-    spec = importlib.util.spec_from_file_location("open_questions_jobs", script)
-    jobs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(jobs)
+    jobs = _jobs_script()
     ns = {"heuristics": ["heuristic-loss"], "unpaired": ["self_probe"], "scaling_depths": [None, 2],
           "scaling_ranks": [64]}
     every = jobs.all_jobs(ns)
@@ -567,13 +566,7 @@ def test_jobs_script_lists_every_run_and_splits_them_between_processes(tmp_path)
 
 
 def test_jobs_script_reads_set_overrides_as_yaml_like_the_plain_runner():
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "scripts" / "open_questions_jobs.py"
-    spec = importlib.util.spec_from_file_location("open_questions_jobs", script)
-    jobs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(jobs)
+    jobs = _jobs_script()
     assert jobs.parse_overrides(["device=cuda", "lrs=[0.001, 0.003]", "tag=a=b"]) == {
         "device": "cuda", "lrs": [0.001, 0.003], "tag": "a=b"}
     with pytest.raises(ValueError, match=re.escape("--set 'device': expected KEY=VALUE")):
@@ -581,13 +574,7 @@ def test_jobs_script_reads_set_overrides_as_yaml_like_the_plain_runner():
 
 
 def test_jobs_script_takes_job_names_given_after_set():
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "scripts" / "open_questions_jobs.py"
-    spec = importlib.util.spec_from_file_location("open_questions_jobs", script)
-    jobs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(jobs)
+    jobs = _jobs_script()
     args, overrides = jobs.parse_cli(["paired_all", "--set", "lrs=[3.0e-4]", "reference:rho1", "device=cuda"])
     assert args.jobs == ["paired_all", "reference:rho1"]
     assert overrides == {"lrs": [3.0e-4], "device": "cuda"}
@@ -595,4 +582,3 @@ def test_jobs_script_takes_job_names_given_after_set():
     assert args.all and args.jobs == [] and overrides == {"device": "cuda"}
     with pytest.raises(SystemExit):
         jobs.parse_cli(["--set", "device=cuda"])  # no job named
-
