@@ -315,6 +315,29 @@ def test_browser_fails_a_page_with_a_console_error_or_an_exception(tmp_path, cap
 
 @pytest.mark.browser
 @needs_chromium
+def test_browser_notes_a_wide_table_that_scrolls_and_fails_one_that_is_clipped(tmp_path):
+    """A 3000 px table in a scrolling box is a note; the same in a box that hides overflow fails."""
+    wide = "<table style='width:3000px'><tr><td>wide row</td></tr></table>"
+    html = fixture_book(tmp_path, {
+        "scrolls": ("# S\n\n| a |\n|---|\n| 1 |\n", f"<div style='overflow-x:auto'>{wide}</div>"),
+        "clipped": ("# C\n\n| a |\n|---|\n| 1 |\n", f"<div style='overflow:hidden'>{wide}</div>"
+                    "<pre style='overflow:hidden;width:200px'>" + "x" * 400 + "</pre>"),
+        "fits": ("# F\n\n| a |\n|---|\n| 1 |\n", "<table><tr><td>narrow</td></tr></table>"),
+    })
+    from trainattn.book.browser_check import check_book
+
+    results = {r.name: r for r in check_book(html, tmp_path / "shots")}
+    assert results["scrolls"].ok, results["scrolls"].problems
+    assert any(n.startswith("table scrolls sideways (3000 px in a ") and n.endswith("px box): wide row")
+               for n in results["scrolls"].notes), results["scrolls"].notes
+    problems = results["clipped"].problems
+    assert any(p.startswith("table clipped (3000 px") and p.endswith("wide row") for p in problems), problems
+    assert any(p.startswith("code clipped (") and " in a 200 px box" in p for p in problems), problems
+    assert results["fits"].ok and not any("sideways" in n for n in results["fits"].notes)
+
+
+@pytest.mark.browser
+@needs_chromium
 def test_browser_serves_a_local_mathjax(tmp_path):
     """``mathjax``: requests to the CDN are answered from the local copy, offline too."""
     mathjax = tmp_path / "mathjax"

@@ -17,6 +17,9 @@ the page is checked:
   citations that rendered empty (``[]``);
 * no error in the browser: a console message of type ``error`` or an uncaught
   JavaScript exception fails the page, with its text.
+* nothing clipped: a table or code block wider than its box (at the 1280 px
+  window) fails the page unless something around it scrolls sideways; one that
+  scrolls is a note naming its first row and widths.
 
 Remote images (the "Open in Colab" badge) and MathJax (loaded from a CDN) need
 the network; offline they are reported as notes, not failures, and so are the
@@ -439,7 +442,27 @@ _PAGE_STATE_JS = """() => {
     return {src, loaded: img.complete && img.naturalWidth > 0, remote: /^(https?:)?\\/\\//.test(src)};
   });
   const rawMath = [...root.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length;
-  return {dom: document.documentElement.outerHTML, images, rawMath,
+  // a table or code block wider than its box either scrolls (an ancestor up to the article
+  // scrolls sideways) or is clipped (cut off with nothing to scroll)
+  const scroller = el => {
+    for (let e = el; e && e !== root.parentElement; e = e.parentElement) {
+      const o = getComputedStyle(e).overflowX;
+      if ((o === 'auto' || o === 'scroll') && e.scrollWidth > e.clientWidth + 1) return e;
+    }
+    return null;
+  };
+  const right = root.getBoundingClientRect().right;
+  const wide = [...root.querySelectorAll('table, pre')].map(el => {
+    const label = (el.tagName === 'TABLE' ? (el.rows[0] ? el.rows[0].innerText : '') : el.innerText)
+      .replace(/\\s+/g, ' ').trim().slice(0, 60);
+    const kind = el.tagName === 'TABLE' ? 'table' : 'code';
+    const box = scroller(el);
+    if (box) return {kind, label, scrolls: true, width: box.scrollWidth, column: box.clientWidth};
+    if (el.scrollWidth > el.clientWidth + 1 || el.getBoundingClientRect().right > right + 1)
+      return {kind, label, scrolls: false, width: el.scrollWidth, column: el.clientWidth};
+    return null;
+  }).filter(Boolean);
+  return {dom: document.documentElement.outerHTML, images, rawMath, wide,
           mathjax: typeof MathJax !== 'undefined' && !!MathJax.typesetPromise};
 }"""
 # let a lazy image or MathJax finish
@@ -522,6 +545,13 @@ class Browser:
             notes.append(f"MathJax not loaded (offline?): {state['rawMath']} math element(s) shown as TeX")
         elif state["rawMath"]:
             problems.append(f"{state['rawMath']} math element(s) not typeset by MathJax")
+        for w in state["wide"]:
+            if w["scrolls"]:
+                notes.append(f"{w['kind']} scrolls sideways ({w['width']} px in a {w['column']} px box): "
+                             f"{w['label']}")
+            else:
+                problems.append(f"{w['kind']} clipped ({w['width']} px in a {w['column']} px box, "
+                                f"nothing to scroll): {w['label']}")
         return Rendered(state["dom"], state["images"], notes, screenshot, problems, console, exceptions)
 
     def close(self) -> None:
